@@ -1,0 +1,77 @@
+import type { Readable } from "node:stream";
+
+/**
+ * The object store contract. Keys are relative to the store's root (the URL's path or prefix), are
+ * non-empty, use `/` as separator, and never start with `/`. Implementations must pass `describeStore` of
+ * `@cairn/testkit`.
+ */
+export interface ObjectStore {
+  /** Short name of the store kind, e.g. `"fs"`. */
+  readonly kind: string;
+  /** The store's URL with any password or key removed, for messages. */
+  readonly url: string;
+
+  /**
+   * Writes the object at `key` from `body`, streaming. The object becomes visible whole or not at all: a
+   * reader never sees a partial object, and a failed or aborted put leaves no object behind. With
+   * `createOnly` it fails with `ALREADY_EXISTS` when `key` exists, and never overwrites it.
+   */
+  put(key: string, body: PutBody, options?: PutOptions): Promise<ObjectInfo>;
+
+  /** A stream of the object's bytes (or of `range`); `NOT_FOUND` when absent. */
+  get(key: string, options?: GetOptions): Promise<ObjectReader>;
+
+  /** Size and etag of `key`, or `undefined` when absent. */
+  head(key: string): Promise<ObjectInfo | undefined>;
+
+  /**
+   * Objects whose key starts with `prefix`, in byte order of key, starting strictly after `after`. Pages
+   * internally. Incomplete uploads are never listed.
+   */
+  list(prefix: string, options?: ListOptions): AsyncIterable<ObjectInfo>;
+
+  /** Removes `key`; removing an absent key is not an error. */
+  delete(key: string): Promise<void>;
+
+  /**
+   * Copies `source` to `target` within this store (server-side where the service can). `NOT_FOUND` when
+   * `source` is absent; with `createOnly`, `ALREADY_EXISTS` when `target` exists.
+   */
+  copy(source: string, target: string, options?: { createOnly?: boolean }): Promise<ObjectInfo>;
+
+  /** Releases clients. Idempotent. */
+  close(): Promise<void>;
+}
+
+export type PutBody = Uint8Array | Readable | AsyncIterable<Uint8Array>;
+
+export interface PutOptions {
+  /** Fail with `ALREADY_EXISTS` instead of overwriting. */
+  createOnly?: boolean;
+  /** Stored with the object where the service keeps it. */
+  contentType?: string;
+  /** Length of `body` when known in advance; lets services pick single-part uploads. */
+  size?: number;
+}
+
+export interface GetOptions {
+  /** Bytes `start` .. `end` inclusive; `end` defaults to the last byte. */
+  range?: { start: number; end?: number };
+}
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  /** Opaque version tag of the content, as the service reports it. */
+  etag: string;
+  lastModified?: Date;
+}
+
+export interface ListOptions {
+  after?: string;
+}
+
+export interface ObjectReader extends ObjectInfo {
+  /** The bytes. Must be consumed or destroyed. */
+  body: Readable;
+}
