@@ -1,5 +1,30 @@
+export * from "./cairn.js";
+export * from "./codec.js";
 export * from "./engine.js";
 export * from "./errors.js";
+export * from "./model.js";
+export * from "./names.js";
 export * from "./registry.js";
+export {
+  type BranchRecord,
+  type CommitOptions,
+  commitId,
+  dataKey,
+  type ListOptions,
+  type ListPage,
+  type LogOptions,
+  type MergeOptions,
+  type MergeResult,
+  type MergeStrategy,
+  Repository,
+  type RepositoryContext,
+  type UploadOptions,
+} from "./repository.js";
 export * from "./store.js";
+export { isBoundary } from "./tree/chunking.js";
+export { diffTrees } from "./tree/diff.js";
+export * from "./tree/format.js";
+export { iterateTree, lookup } from "./tree/reader.js";
+export { TreeStore, type TreeStoreOptions } from "./tree/tree-store.js";
+export { type ApplyResult, applyChanges } from "./tree/writer.js";
 export * from "./url.js";

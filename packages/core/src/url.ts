@@ -4,7 +4,8 @@ export function urlScheme(url: string): string | undefined {
   return m ? m[1]!.toLowerCase() : undefined;
 }
 
-const SECRET_PARAMS = /^(password|pass|secret|secretkey|secret_key|key|accountkey|sig|token|sas|credential)$/i;
+const SECRET_PARAMS =
+  /^(password|pass|secret|secretkey|secret_key|key|accountkey|sig|token|sas|credential)$/i;
 
 /** `url` with its password and secret-looking query parameters replaced by `***`, safe for messages and logs. */
 export function redactUrl(url: string): string {
