@@ -54,6 +54,15 @@ export function normalizeNamespace(url: string): string {
   return url.replace(/\/+$/, "");
 }
 
+function namespaceTaken(namespace: string, claim: Uint8Array | undefined): AlreadyExistsError {
+  const owner = claim
+    ? `"${decodeJson<{ repository: string }>(claim, "namespace claim").repository}"`
+    : "another repository";
+  return new AlreadyExistsError(
+    `Storage namespace ${redactUrl(namespace)} is already used by repository ${owner}; two repositories cannot share one.`,
+  );
+}
+
 /** Entry point of the library: repositories on one metadata engine. */
 export class Cairn {
   readonly engine: MetadataEngine;
@@ -152,6 +161,8 @@ export class Cairn {
     if (await this.engine.get(GLOBAL_PARTITION, repoKey(name))) {
       throw new AlreadyExistsError(`Repository "${name}" already exists.`);
     }
+    const claimed = await this.engine.get(GLOBAL_PARTITION, namespaceKey(namespace));
+    if (claimed) throw namespaceTaken(namespace, claimed);
     const store = await this.#store(namespace);
     if (!bare) {
       const marker = await store.head(NAMESPACE_MARKER);
@@ -172,13 +183,7 @@ export class Cairn {
     const createdAt = this.#now().toISOString();
     const claim = encodeJson({ repository: name, instanceId });
     if (!(await this.engine.setIf(GLOBAL_PARTITION, namespaceKey(namespace), claim, null))) {
-      const other = await this.engine.get(GLOBAL_PARTITION, namespaceKey(namespace));
-      const owner = other
-        ? decodeJson<{ repository: string }>(other, "namespace claim").repository
-        : "another repository";
-      throw new AlreadyExistsError(
-        `Storage namespace ${redactUrl(namespace)} is already used by repository "${owner}"; two repositories cannot share one.`,
-      );
+      throw namespaceTaken(namespace, await this.engine.get(GLOBAL_PARTITION, namespaceKey(namespace)));
     }
     const partition = partitionOf(instanceId);
     const record: RepositoryRecord = { name, namespace, defaultBranch, createdAt, bare, instanceId };

@@ -418,6 +418,59 @@ export class Repository {
     return commit;
   }
 
+  /**
+   * Commits `changes` (sorted by path in byte order, one per path) straight onto a branch's commit, without
+   * staging them: the bulk path for imports of many entries whose bytes are already in the namespace. The
+   * branch's uncommitted changes stay uncommitted. `CONFLICT` when the branch moved meanwhile.
+   */
+  async importChanges(
+    branch: string,
+    changes: AsyncIterable<Change>,
+    options: CommitOptions,
+  ): Promise<Commit> {
+    if (typeof options.message !== "string" || options.message.trim() === "") {
+      throw new InvalidArgumentError("A commit needs a non-empty message.");
+    }
+    const metadata = checkMetadata(options.metadata);
+    const { record, bytes } = await this.#readBranch(branch);
+    const parent = await this.getCommit(record.commitId);
+    const base = await this.trees.readMetarange(parent.metarangeId);
+    const checked = async function* () {
+      for await (const c of changes) {
+        validatePath(c.path);
+        if (c.entry && c.entry.path !== c.path) {
+          throw new InvalidArgumentError(`Change for ${c.path} carries an entry for ${c.entry.path}.`);
+        }
+        yield c;
+      }
+    };
+    const { metarange } = await applyChanges(this.trees, base, checked());
+    if (metarange.id === base.id && !options.allowEmpty) {
+      throw new PreconditionFailedError(
+        `Nothing to commit on branch "${branch}": the import changes nothing.`,
+      );
+    }
+    const commit = await this.#writeCommit({
+      parents: [parent.id],
+      metarangeId: metarange.id,
+      message: options.message,
+      author: options.author ?? "",
+      metadata,
+      generation: parent.generation + 1,
+    });
+    if (
+      !(await this.#engine.setIf(
+        this.#p,
+        branchKey(branch),
+        encodeJson({ ...record, commitId: commit.id }),
+        bytes,
+      ))
+    ) {
+      throw new ConflictError(`Branch "${branch}" moved while importing; retry the import.`);
+    }
+    return commit;
+  }
+
   async getCommit(id: string): Promise<Commit> {
     const raw = await this.#engine.get(this.#p, commitKey(id));
     if (!raw) throw new NotFoundError(`Commit ${id} not found in repository "${this.name}".`);

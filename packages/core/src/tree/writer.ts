@@ -1,5 +1,6 @@
 import { compareKeys } from "../engine.js";
-import type { Change, Entry } from "../model.js";
+import { InvalidArgumentError } from "../errors.js";
+import { type Change, type Entry, sameEntry } from "../model.js";
 import { isBoundary, MAX_RANGE_BYTES, MAX_RANGE_ENTRIES, MIN_RANGE_ENTRIES } from "./chunking.js";
 import type { Metarange, RangeRef } from "./format.js";
 import type { TreeStore } from "./tree-store.js";
@@ -64,8 +65,8 @@ export async function applyChanges(
     change = r.done ? undefined : r.value;
     if (change) {
       if (lastPath !== undefined && compareKeys(lastPath, change.path) >= 0) {
-        throw new Error(
-          `changes out of order: ${JSON.stringify(change.path)} after ${JSON.stringify(lastPath)}`,
+        throw new InvalidArgumentError(
+          `Changes are not sorted by path: ${JSON.stringify(change.path)} comes after ${JSON.stringify(lastPath)}.`,
         );
       }
       lastPath = change.path;
@@ -89,7 +90,8 @@ export async function applyChanges(
         await next();
       }
       if (change && change.path === entry.path) {
-        if (change.entry) await push(change.entry);
+        // Re-staging an object unchanged keeps the committed entry, so the range stays byte-identical.
+        if (change.entry) await push(sameEntry(change.entry, entry) ? entry : change.entry);
         await next();
       } else {
         await push(entry);
