@@ -24,7 +24,7 @@ export * from "./store.js";
 export { isBoundary } from "./tree/chunking.js";
 export { diffTrees } from "./tree/diff.js";
 export * from "./tree/format.js";
-export { iterateTree, lookup } from "./tree/reader.js";
+export { iterateTree, iterateTreePages, lookup } from "./tree/reader.js";
 export { TreeStore, type TreeStoreOptions } from "./tree/tree-store.js";
 export { type ApplyResult, applyChanges } from "./tree/writer.js";
 export * from "./url.js";

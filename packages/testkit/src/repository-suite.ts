@@ -603,7 +603,7 @@ export function describeRepository(name: string, options: RepositorySuiteOptions
         });
         const { repo, namespace, url } = await newRepo();
         const { address, sha256 } = await upload(repo, "main", "seed", "x");
-        const n = 20_000;
+        const n = 10_000;
         const batch: Promise<void>[] = [];
         for (let i = 0; i < n; i++) {
           batch.push(repo.stageEntry("main", entry(`p/${String(i).padStart(6, "0")}`, address, sha256)));
@@ -616,7 +616,7 @@ export function describeRepository(name: string, options: RepositorySuiteOptions
         const rangesBefore = await countRanges();
         const metaBefore = await repo.trees.readMetarange(big.metarangeId);
         expect(metaBefore.ranges.length).toBeGreaterThan(10);
-        for (const i of [17, 9_000, 19_999]) {
+        for (const i of [17, 5_000, 9_999]) {
           await repo.stageEntry("main", {
             ...entry(`p/${String(i).padStart(6, "0")}`, address, sha256),
             metadata: { v: "2" },
@@ -630,7 +630,7 @@ export function describeRepository(name: string, options: RepositorySuiteOptions
         const { cairn } = await newCairn(url, counting);
         const fresh = await cairn.repository("repo");
         const diff = await collect(fresh.diff(big.id, small.id));
-        expect(diff.map((d) => d.path)).toEqual(["p/000017", "p/009000", "p/019999"]);
+        expect(diff.map((d) => d.path)).toEqual(["p/000017", "p/005000", "p/009999"]);
         expect(gets).toBeLessThanOrEqual(2 * written);
         expect(namespace).toBeTruthy();
       }, 120_000);
@@ -644,9 +644,14 @@ export function describeRepository(name: string, options: RepositorySuiteOptions
         await repo.store.put(key, text('{"format":"cairn.range","version":1,"entries":[["garbage'));
         const { cairn } = await newCairn(url);
         const fresh = await cairn.repository("repo");
-        for (const op of [collect(fresh.walk("main")), fresh.stat("main", "a"), fresh.read("main", "a")]) {
+        const ops = [
+          () => collect(fresh.walk("main")),
+          () => fresh.stat("main", "a"),
+          () => fresh.read("main", "a"),
+        ];
+        for (const op of ops) {
           try {
-            await op;
+            await op();
             expect.unreachable("reading a corrupted range must fail");
           } catch (e) {
             expect(hasCode(e, "CORRUPT")).toBe(true);

@@ -37,15 +37,25 @@ export interface IterateOptions {
   after?: string;
 }
 
-/**
- * Entries of a tree in path order. Reads ranges ahead of the consumer, a few at a time, so a listing runs at
- * the speed of parsing rather than of round trips.
- */
+/** Entries of a tree in path order. */
 export async function* iterateTree(
   trees: TreeStore,
   metarange: Metarange,
   options: IterateOptions = {},
 ): AsyncGenerator<Entry> {
+  for await (const page of iterateTreePages(trees, metarange, options)) yield* page;
+}
+
+/**
+ * Entries of a tree in path order, a range's worth at a time. Fetches ranges ahead of the consumer, a few
+ * at a time, and parses each when the consumer reaches it, so a listing runs at the speed of parsing rather
+ * than of round trips, in memory of a few ranges.
+ */
+export async function* iterateTreePages(
+  trees: TreeStore,
+  metarange: Metarange,
+  options: IterateOptions = {},
+): AsyncGenerator<Entry[]> {
   const prefix = options.prefix ?? "";
   let start = prefix;
   let inclusive = true;
@@ -55,13 +65,13 @@ export async function* iterateTree(
   }
   const { ranges } = metarange;
   let i = firstRange(metarange, start, inclusive);
-  const queue: Promise<Entry[]>[] = [];
+  const queue: Promise<Buffer>[] = [];
   let next = i;
   const fill = () => {
     while (queue.length < PREFETCH && next < ranges.length) {
       const r = ranges[next++]!;
       if (prefix && compareKeys(r.first, prefix) > 0 && !r.first.startsWith(prefix)) break;
-      const p = trees.readRange(r.id);
+      const p = trees.fetchRange(r.id);
       p.catch(() => {});
       queue.push(p);
     }
@@ -71,17 +81,22 @@ export async function* iterateTree(
     fill();
     const load = queue.shift();
     if (!load) return;
-    const entries = await load;
+    const entries = trees.parseRange(ranges[i]!.id, await load);
     let j = first ? firstEntry(entries, start, inclusive) : 0;
     first = false;
-    for (; j < entries.length; j++) {
-      const e = entries[j]!;
-      if (prefix && !e.path.startsWith(prefix)) {
-        if (compareKeys(e.path, prefix) > 0) return;
-        continue;
+    let k = entries.length;
+    if (prefix) {
+      while (j < k && !entries[j]!.path.startsWith(prefix) && compareKeys(entries[j]!.path, prefix) < 0) j++;
+      // Entries with the prefix are contiguous: find where they end.
+      let end = j;
+      while (end < k && entries[end]!.path.startsWith(prefix)) end++;
+      if (end < k) {
+        if (end > j) yield entries.slice(j, end);
+        return;
       }
-      yield e;
+      k = end;
     }
+    if (j < k) yield j === 0 ? entries : entries.slice(j, k);
   }
 }
 

@@ -36,6 +36,7 @@ export class TreeStore {
     this.#cacheBytes = options.cacheBytes ?? 16 * 1024 * 1024;
   }
 
+  /** The entries of a range, from the cache or the store. */
   async readRange(id: string): Promise<Entry[]> {
     const hit = this.#ranges.get(id);
     if (hit) {
@@ -46,9 +47,8 @@ export class TreeStore {
     const pending = this.#inflight.get(id);
     if (pending) return pending;
     const load = (async () => {
-      const key = rangeKey(id);
-      const bytes = await this.#readVerified(key, id, "range");
-      const entries = parseRange(bytes.toString("utf8"), this.#where(key));
+      const bytes = await this.fetchRange(id);
+      const entries = this.parseRange(id, bytes);
       this.#remember(id, entries, bytes.length);
       return entries;
     })();
@@ -58,6 +58,18 @@ export class TreeStore {
     } finally {
       this.#inflight.delete(id);
     }
+  }
+
+  /**
+   * The verified bytes of a range, bypassing the cache: full scans fetch ahead with this and parse each range
+   * only when they reach it, so parsed entries live briefly and the cache is not churned.
+   */
+  async fetchRange(id: string): Promise<Buffer> {
+    return this.#readVerified(rangeKey(id), id, "range");
+  }
+
+  parseRange(id: string, bytes: Buffer): Entry[] {
+    return parseRange(bytes, this.#where(rangeKey(id)));
   }
 
   async readMetarange(id: string): Promise<Metarange> {
@@ -73,8 +85,7 @@ export class TreeStore {
 
   /** Writes a range (unless `known` says it exists already) and returns its reference. */
   async writeRange(entries: Entry[], known?: ReadonlySet<string>): Promise<RangeRef & { written: boolean }> {
-    const text = serializeRange(entries);
-    const bytes = Buffer.from(text, "utf8");
+    const bytes = serializeRange(entries);
     const id = sha256Hex(bytes);
     const ref = {
       id,
