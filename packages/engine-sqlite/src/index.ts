@@ -1,0 +1,2 @@
+export * from "./factory.js";
+export * from "./sqlite-engine.js";

@@ -1,0 +1,517 @@
+import { accessSync, constants, mkdirSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import {
+  type EngineCapabilities,
+  InvalidArgumentError,
+  type KvEntry,
+  type MetadataEngine,
+  PermissionDeniedError,
+  type ScanOptions,
+  UnavailableError,
+  UnsupportedError,
+  type WriteOp,
+} from "@cairn/core";
+import Database from "better-sqlite3";
+import { mapSqliteError } from "./errors.js";
+
+/** The version of the tables this build writes. A database with a newer one is refused, never downgraded. */
+export const SQLITE_SCHEMA_VERSION = 1;
+
+/** The part of a better-sqlite3 prepared statement the engine uses. */
+export interface SqliteStatement {
+  run(...params: unknown[]): { changes: number };
+  get(...params: unknown[]): unknown;
+  all(...params: unknown[]): unknown[];
+  iterate(...params: unknown[]): IterableIterator<unknown>;
+}
+
+/** The part of a better-sqlite3 `Database` the engine uses, so callers can inject one without a type dependency. */
+export interface SqliteDatabase {
+  /** The file name the database was opened with. */
+  readonly name: string;
+  readonly open: boolean;
+  readonly inTransaction: boolean;
+  readonly memory: boolean;
+  prepare(sql: string): SqliteStatement;
+  pragma(source: string, options?: { simple?: boolean }): unknown;
+  exec(sql: string): unknown;
+  close(): unknown;
+}
+
+export interface SqliteEngineOptions {
+  /**
+   * Path of the database file, absolute or relative to the working directory; its parent folders are created.
+   * `":memory:"` opens a private in-memory database that disappears on close. Required unless `database` is
+   * given.
+   */
+  filename?: string;
+  /**
+   * An open better-sqlite3 database to use instead of opening `filename` (tests, custom builds, encryption
+   * extensions). The engine sets its pragmas and creates its tables in it, and does not close it: its owner does.
+   */
+  database?: SqliteDatabase;
+  /**
+   * How long, in milliseconds, a call waits for another connection or process to release its write lock before
+   * failing with `UNAVAILABLE`. Only applies when the engine opens the file itself.
+   * @default 10000
+   */
+  busyTimeout?: number;
+  /**
+   * `"full"` makes every commit durable across power loss; `"normal"` syncs at WAL checkpoints only, so a
+   * power loss may undo the last commits (never corrupt the file), for more write speed.
+   * @default "full"
+   */
+  synchronous?: "full" | "normal";
+  /**
+   * Most entries `scan` reads per query. Pages also stop at 16 MiB of values, so memory stays bounded.
+   * @default 1000
+   */
+  pageSize?: number;
+}
+
+/** A {@link MetadataEngine} kept in one SQLite file. */
+export interface SqliteEngine extends MetadataEngine {
+  readonly kind: "sqlite";
+  /** Absolute path of the database file, or `":memory:"`. */
+  readonly filename: string;
+}
+
+const MAX_KEY_BYTES = 4096;
+const MAX_PARTITION_BYTES = 255;
+const MAX_VALUE_BYTES = 16 * 1024 * 1024;
+const PAGE_BYTES = 16 * 1024 * 1024;
+const LONE_SURROGATE = /\p{Cs}/u;
+
+const CAPABILITIES: EngineCapabilities = Object.freeze({ atomicBatch: true, consistency: "snapshot" });
+
+interface Row {
+  key: Buffer;
+  value: Buffer;
+}
+
+function encodeName(what: "key" | "partition", name: unknown, max: number): Buffer {
+  if (typeof name !== "string" || name.length === 0) {
+    throw new InvalidArgumentError(`A ${what} must be a non-empty string, got ${JSON.stringify(name)}.`);
+  }
+  if (LONE_SURROGATE.test(name)) {
+    throw new InvalidArgumentError(
+      `The ${what} ${JSON.stringify(name)} is not valid Unicode (it has a lone surrogate).`,
+    );
+  }
+  const bytes = Buffer.from(name, "utf8");
+  if (bytes.length > max) {
+    throw new InvalidArgumentError(
+      `The ${what} "${name.slice(0, 40)}…" is ${bytes.length} bytes of UTF-8; at most ${max} are allowed.`,
+    );
+  }
+  return bytes;
+}
+
+function checkValue(value: unknown, key: string): Uint8Array {
+  if (!(value instanceof Uint8Array)) {
+    throw new InvalidArgumentError(`The value of key ${JSON.stringify(key)} must be a Uint8Array.`);
+  }
+  if (value.length > MAX_VALUE_BYTES) {
+    throw new InvalidArgumentError(
+      `The value of key ${JSON.stringify(key)} is ${value.length} bytes; at most 16 MiB are allowed.`,
+    );
+  }
+  return value;
+}
+
+/** The smallest byte string greater than every string that starts with `prefix`, or undefined when none is. */
+function prefixEnd(prefix: Buffer): Buffer | undefined {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]! += 1;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return undefined;
+}
+
+/**
+ * Opens a SQLite metadata engine: one `WITHOUT ROWID` table keyed by (partition, key) as UTF-8 BLOBs, so SQLite
+ * orders keys by their bytes, in WAL mode so readers never block the writer and several processes can share
+ * the file.
+ *
+ * @throws InvalidArgumentError when the file is not a SQLite database or an option is invalid.
+ * @throws UnsupportedError when the database was written by a newer cairn (schema version).
+ * @throws UnavailableError or PermissionDeniedError when the file cannot be opened or created.
+ */
+export function createSqliteEngine(options: SqliteEngineOptions): SqliteEngine {
+  const config = Object.freeze({
+    filename: options.filename,
+    database: options.database,
+    busyTimeout: options.busyTimeout ?? 10_000,
+    synchronous: options.synchronous ?? "full",
+    pageSize: options.pageSize ?? 1000,
+  });
+  if (!Number.isInteger(config.busyTimeout) || config.busyTimeout < 0) {
+    throw new InvalidArgumentError(
+      `busyTimeout must be a whole number of milliseconds, got ${config.busyTimeout}.`,
+    );
+  }
+  if (!Number.isInteger(config.pageSize) || config.pageSize < 1) {
+    throw new InvalidArgumentError(`pageSize must be a positive whole number, got ${config.pageSize}.`);
+  }
+  if (config.synchronous !== "full" && config.synchronous !== "normal") {
+    throw new InvalidArgumentError(
+      `synchronous must be "full" or "normal", got ${JSON.stringify(config.synchronous)}.`,
+    );
+  }
+  if (!config.database && !config.filename) {
+    throw new InvalidArgumentError("A SQLite engine needs a filename or an open database.");
+  }
+  return new SqliteEngineImpl(config);
+}
+
+type Config = Readonly<Required<Pick<SqliteEngineOptions, "busyTimeout" | "synchronous" | "pageSize">>> &
+  Readonly<Pick<SqliteEngineOptions, "filename" | "database">>;
+
+class SqliteEngineImpl implements SqliteEngine {
+  readonly kind = "sqlite" as const;
+  readonly capabilities = CAPABILITIES;
+  readonly filename: string;
+  readonly #config: Config;
+  readonly #db: SqliteDatabase;
+  readonly #owned: boolean;
+  #closed = false;
+  readonly #statements = new Map<string, SqliteStatement>();
+
+  constructor(config: Config) {
+    this.#config = config;
+    if (config.database) {
+      this.#db = config.database;
+      this.#owned = false;
+      this.filename = config.database.memory ? ":memory:" : config.database.name;
+    } else {
+      const raw = config.filename!;
+      this.filename = raw === ":memory:" ? raw : resolve(raw);
+      this.#db = openDatabase(this.filename, config.busyTimeout);
+      this.#owned = true;
+    }
+    try {
+      this.#prepareDatabase();
+    } catch (error) {
+      if (this.#owned) this.#db.close();
+      throw mapSqliteError(error, this.filename, { opening: true, busyTimeout: config.busyTimeout });
+    }
+  }
+
+  #prepareDatabase(): void {
+    const db = this.#db;
+    if (!this.#owned) db.pragma(`busy_timeout = ${this.#config.busyTimeout}`);
+    if (this.filename !== ":memory:") db.pragma("journal_mode = WAL");
+    db.pragma(`synchronous = ${this.#config.synchronous.toUpperCase()}`);
+    const version = this.#schemaVersion();
+    if (version === SQLITE_SCHEMA_VERSION) return;
+    if (version !== undefined && version > SQLITE_SCHEMA_VERSION) this.#refuseNewer(version);
+    // Created in one write transaction so that processes opening a new file at once agree on one schema.
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      db.exec(`CREATE TABLE IF NOT EXISTS cairn_meta (
+        name TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+      ) WITHOUT ROWID`);
+      const current = this.#schemaVersion();
+      if (current === undefined) {
+        db.exec(`CREATE TABLE IF NOT EXISTS cairn_kv (
+          partition BLOB NOT NULL,
+          key BLOB NOT NULL,
+          value BLOB NOT NULL,
+          PRIMARY KEY (partition, key)
+        ) WITHOUT ROWID`);
+        db.prepare("INSERT INTO cairn_meta (name, value) VALUES ('schema_version', ?)").run(
+          String(SQLITE_SCHEMA_VERSION),
+        );
+      } else if (current > SQLITE_SCHEMA_VERSION) {
+        this.#refuseNewer(current);
+      }
+      db.exec("COMMIT");
+    } catch (error) {
+      if (db.inTransaction) db.exec("ROLLBACK");
+      throw error;
+    }
+  }
+
+  #schemaVersion(): number | undefined {
+    const table = this.#db
+      .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'cairn_meta'")
+      .get();
+    if (!table) return undefined;
+    const row = this.#db.prepare("SELECT value FROM cairn_meta WHERE name = 'schema_version'").get() as
+      | { value: string }
+      | undefined;
+    if (!row) return undefined;
+    const version = Number(row.value);
+    if (!Number.isInteger(version)) {
+      throw new InvalidArgumentError(
+        `${this.filename} has a cairn schema version "${row.value}" that is not a number.`,
+      );
+    }
+    return version;
+  }
+
+  #refuseNewer(version: number): never {
+    throw new UnsupportedError(
+      `${this.filename} has cairn schema version ${version}, newer than the ${SQLITE_SCHEMA_VERSION} this build understands; upgrade cairn to open it.`,
+    );
+  }
+
+  #statement(sql: string): SqliteStatement {
+    let statement = this.#statements.get(sql);
+    if (!statement) {
+      statement = this.#db.prepare(sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement;
+  }
+
+  /** Runs `fn` against the open database, mapping native errors to core's. */
+  #run<T>(fn: () => T): T {
+    if (this.#closed) throw new UnavailableError(`The SQLite engine for ${this.filename} is closed.`);
+    try {
+      return fn();
+    } catch (error) {
+      throw mapSqliteError(error, this.filename, { busyTimeout: this.#config.busyTimeout });
+    }
+  }
+
+  /** Runs `fn` in a `BEGIN IMMEDIATE` transaction: the write lock is taken before reading, so no other writer interleaves. */
+  #write<T>(fn: () => T): T {
+    return this.#run(() => {
+      this.#statement("BEGIN IMMEDIATE").run();
+      try {
+        const result = fn();
+        this.#statement("COMMIT").run();
+        return result;
+      } catch (error) {
+        if (this.#db.inTransaction) this.#statement("ROLLBACK").run();
+        throw error;
+      }
+    });
+  }
+
+  async get(partition: string, key: string): Promise<Uint8Array | undefined> {
+    const p = encodeName("partition", partition, MAX_PARTITION_BYTES);
+    const k = encodeName("key", key, MAX_KEY_BYTES);
+    const row = this.#run(
+      () =>
+        this.#statement("SELECT value FROM cairn_kv WHERE partition = ? AND key = ?").get(p, k) as
+          | Row
+          | undefined,
+    );
+    return row?.value;
+  }
+
+  async set(partition: string, key: string, value: Uint8Array): Promise<void> {
+    const p = encodeName("partition", partition, MAX_PARTITION_BYTES);
+    const k = encodeName("key", key, MAX_KEY_BYTES);
+    const v = checkValue(value, key);
+    this.#run(() => this.#upsert(p, k, v));
+  }
+
+  #upsert(p: Buffer, k: Buffer, v: Uint8Array): void {
+    this.#statement(
+      "INSERT INTO cairn_kv (partition, key, value) VALUES (?, ?, ?) ON CONFLICT (partition, key) DO UPDATE SET value = excluded.value",
+    ).run(p, k, v);
+  }
+
+  #remove(p: Buffer, k: Buffer): void {
+    this.#statement("DELETE FROM cairn_kv WHERE partition = ? AND key = ?").run(p, k);
+  }
+
+  async setIf(
+    partition: string,
+    key: string,
+    value: Uint8Array,
+    expected: Uint8Array | null,
+  ): Promise<boolean> {
+    const p = encodeName("partition", partition, MAX_PARTITION_BYTES);
+    const k = encodeName("key", key, MAX_KEY_BYTES);
+    const v = checkValue(value, key);
+    if (expected !== null && !(expected instanceof Uint8Array)) {
+      throw new InvalidArgumentError(
+        `The expected value of key ${JSON.stringify(key)} must be a Uint8Array or null.`,
+      );
+    }
+    return this.#write(() => {
+      const row = this.#statement("SELECT value FROM cairn_kv WHERE partition = ? AND key = ?").get(p, k) as
+        | Row
+        | undefined;
+      const matches =
+        expected === null
+          ? row === undefined
+          : row !== undefined && Buffer.compare(row.value, expected) === 0;
+      if (matches) this.#upsert(p, k, v);
+      return matches;
+    });
+  }
+
+  async delete(partition: string, key: string): Promise<void> {
+    const p = encodeName("partition", partition, MAX_PARTITION_BYTES);
+    const k = encodeName("key", key, MAX_KEY_BYTES);
+    this.#run(() => this.#remove(p, k));
+  }
+
+  async *scan(partition: string, options: ScanOptions = {}): AsyncGenerator<KvEntry> {
+    const p = encodeName("partition", partition, MAX_PARTITION_BYTES);
+    const { prefix, after, limit } = options;
+    if (limit !== undefined && (!Number.isInteger(limit) || limit < 0)) {
+      throw new InvalidArgumentError(`A scan limit must be a whole number ≥ 0, got ${limit}.`);
+    }
+    const prefixBytes = prefix ? Buffer.from(prefix, "utf8") : undefined;
+    const afterBytes = after !== undefined ? Buffer.from(after, "utf8") : undefined;
+    const upper = prefixBytes ? prefixEnd(prefixBytes) : undefined;
+    let lower: Buffer | undefined;
+    let inclusive = false;
+    if (afterBytes && (!prefixBytes || Buffer.compare(afterBytes, prefixBytes) >= 0)) {
+      lower = afterBytes;
+    } else if (prefixBytes) {
+      lower = prefixBytes;
+      inclusive = true;
+    }
+    let remaining = limit ?? Number.POSITIVE_INFINITY;
+
+    while (remaining > 0) {
+      const want = Math.min(this.#config.pageSize, remaining);
+      const { rows, full } = this.#run(() => this.#page(p, lower, inclusive, upper, want));
+      for (const row of rows) yield { key: row.key.toString("utf8"), value: row.value };
+      remaining -= rows.length;
+      if (!full || rows.length === 0) return;
+      // Keyset pagination: each page is its own query, so no statement stays open while the caller runs and
+      // may write on this connection (better-sqlite3 forbids that while a statement iterates).
+      lower = rows[rows.length - 1]!.key;
+      inclusive = false;
+    }
+  }
+
+  /** One page of rows; `full` is false when the range has no more rows after it. */
+  #page(
+    p: Buffer,
+    lower: Buffer | undefined,
+    inclusive: boolean,
+    upper: Buffer | undefined,
+    want: number,
+  ): { rows: Row[]; full: boolean } {
+    const conditions = ["partition = ?"];
+    const params: unknown[] = [p];
+    if (lower) {
+      conditions.push(inclusive ? "key >= ?" : "key > ?");
+      params.push(lower);
+    }
+    if (upper) {
+      conditions.push("key < ?");
+      params.push(upper);
+    }
+    const sql = `SELECT key, value FROM cairn_kv WHERE ${conditions.join(" AND ")} ORDER BY key LIMIT ?`;
+    const rows: Row[] = [];
+    let bytes = 0;
+    for (const row of this.#statement(sql).iterate(...params, want) as IterableIterator<Row>) {
+      rows.push(row);
+      bytes += row.value.length + row.key.length;
+      // Stopping early closes the statement (the loop calls its `return`) before anything is yielded.
+      if (bytes >= PAGE_BYTES) return { rows, full: true };
+    }
+    return { rows, full: rows.length === want };
+  }
+
+  async writeBatch(ops: readonly WriteOp[]): Promise<void> {
+    if (ops.length === 0) return this.#run(() => undefined);
+    const encoded = ops.map((op) => ({
+      p: encodeName("partition", op.partition, MAX_PARTITION_BYTES),
+      k: encodeName("key", op.key, MAX_KEY_BYTES),
+      v: op.value === null ? null : checkValue(op.value, op.key),
+    }));
+    this.#write(() => {
+      for (const { p, k, v } of encoded) {
+        if (v === null) this.#remove(p, k);
+        else this.#upsert(p, k, v);
+      }
+    });
+  }
+
+  async *partitions(): AsyncGenerator<string> {
+    let last = this.#run(
+      () =>
+        this.#statement("SELECT partition FROM cairn_kv ORDER BY partition LIMIT 1").get() as
+          | { partition: Buffer }
+          | undefined,
+    );
+    while (last) {
+      yield last.partition.toString("utf8");
+      const previous = last.partition;
+      // One index seek per partition instead of DISTINCT, which would read every key of every partition.
+      last = this.#run(
+        () =>
+          this.#statement(
+            "SELECT partition FROM cairn_kv WHERE partition > ? ORDER BY partition LIMIT 1",
+          ).get(previous) as { partition: Buffer } | undefined,
+      );
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#statements.clear();
+    if (this.#owned) {
+      try {
+        this.#db.close();
+      } catch (error) {
+        throw mapSqliteError(error, this.filename, { busyTimeout: this.#config.busyTimeout });
+      }
+    }
+  }
+}
+
+function openDatabase(filename: string, busyTimeout: number): SqliteDatabase {
+  if (filename !== ":memory:") {
+    try {
+      mkdirSync(dirname(filename), { recursive: true });
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "EACCES" || code === "EPERM") {
+        throw new PermissionDeniedError(
+          `Cannot create the folder of the SQLite database ${filename}: permission denied.`,
+          {
+            cause: error,
+          },
+        );
+      }
+      throw new UnavailableError(
+        `Cannot create the folder of the SQLite database ${filename} (${code ?? error}).`,
+        {
+          cause: error,
+        },
+      );
+    }
+  }
+  try {
+    return new Database(filename, { timeout: busyTimeout });
+  } catch (error) {
+    if (filename !== ":memory:" && deniedAccess(filename)) {
+      throw new PermissionDeniedError(`Cannot open the SQLite database ${filename}: permission denied.`, {
+        cause: error,
+      });
+    }
+    throw mapSqliteError(error, filename, { opening: true, busyTimeout });
+  }
+}
+
+function deniedAccess(filename: string): boolean {
+  for (const [path, mode] of [
+    [filename, constants.R_OK | constants.W_OK],
+    [dirname(filename), constants.W_OK | constants.X_OK],
+  ] as const) {
+    try {
+      accessSync(path, mode);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === "EACCES" || code === "EPERM") return true;
+    }
+  }
+  return false;
+}

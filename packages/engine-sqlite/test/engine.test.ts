@@ -1,0 +1,261 @@
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, readFile, writeFile } from "node:fs/promises";
+import { join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+import { hasCode } from "@cairn/core";
+import { collect, describeEngine, randomName, tempDir } from "@cairn/testkit";
+import Database from "better-sqlite3";
+import { describe, expect, it } from "vitest";
+import { createSqliteEngine, factory, parseSqliteUrl } from "../src/index.js";
+
+const dir = await tempDir("cairn-sqlite-");
+const shared = join(dir, "shared", "meta.db");
+const utf8 = (s: string) => new TextEncoder().encode(s);
+
+describeEngine("sqlite", { open: () => factory.open(`sqlite://${shared}`) });
+
+async function expectCode(promise: Promise<unknown>, code: string): Promise<Error> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  if (!(error instanceof Error)) return expect.fail(`expected an error with code ${code}, but it succeeded`);
+  expect(hasCode(error, code as never), `${(error as { code?: string }).code}: ${error.message}`).toBe(true);
+  return error;
+}
+
+describe("sqlite engine", () => {
+  it("refuses a file that is not a SQLite database, naming it and leaving it alone", async () => {
+    const file = join(await tempDir("cairn-sqlite-"), "notes.txt");
+    const text = "These are my notes, not a database.\n".repeat(100);
+    await writeFile(file, text);
+    const error = await expectCode(factory.open(`sqlite://${file}`), "INVALID_ARGUMENT");
+    expect(error.message).toContain(file);
+    expect(error.message).toMatch(/not a SQLite database/);
+    expect(error.cause).toBeDefined();
+    expect(await readFile(file, "utf8")).toBe(text);
+  });
+
+  it("refuses a database written by a newer schema version", async () => {
+    const file = join(await tempDir("cairn-sqlite-"), "meta.db");
+    const engine = await factory.open(`sqlite://${file}`);
+    await engine.set("p", "k", utf8("v"));
+    await engine.close();
+    const raw = new Database(file);
+    raw.prepare("UPDATE cairn_meta SET value = '2' WHERE name = 'schema_version'").run();
+    raw.close();
+    const error = await expectCode(factory.open(`sqlite://${file}`), "UNSUPPORTED");
+    expect(error.message).toContain(file);
+    expect(error.message).toContain("schema version 2");
+  });
+
+  it("lets two processes count by compare-and-swap on one file to the exact total", {
+    timeout: 60_000,
+  }, async () => {
+    const script = fileURLToPath(new URL("./fixtures/increment.mjs", import.meta.url));
+    const engineModule = new URL("../dist/index.js", import.meta.url);
+    if (!existsSync(engineModule))
+      expect.fail("dist/index.js is missing: run `pnpm --filter @cairn/engine-sqlite build` first");
+    const partition = randomName("counters");
+    const perProcess = 250;
+    const children = [0, 1].map(() => {
+      const child = spawn(
+        process.execPath,
+        [script, engineModule.href, `sqlite://${shared}`, partition, String(perProcess)],
+        {
+          stdio: ["pipe", "pipe", "pipe"],
+        },
+      );
+      let stdout = "";
+      let stderr = "";
+      child.stdout.setEncoding("utf8").on("data", (s: string) => {
+        stdout += s;
+      });
+      child.stderr.setEncoding("utf8").on("data", (s: string) => {
+        stderr += s;
+      });
+      const ready = new Promise<void>((resolve, reject) => {
+        const poll = setInterval(() => {
+          if (stdout.startsWith("ready\n")) {
+            clearInterval(poll);
+            resolve();
+          }
+        }, 5);
+        child.once("exit", () => {
+          clearInterval(poll);
+          reject(new Error(`child exited before it was ready: ${stderr}`));
+        });
+      });
+      const done = new Promise<{ attempts: number }>((resolve, reject) => {
+        child.once("exit", (code) => {
+          if (code !== 0) reject(new Error(`child exited with ${code}: ${stderr}`));
+          else resolve(JSON.parse(stdout.split("\n")[1]!));
+        });
+      });
+      ready.catch(() => {});
+      return { child, ready, done };
+    });
+    await Promise.all(children.map((c) => c.ready));
+    for (const { child } of children) child.stdin.end("go\n");
+    const results = await Promise.all(children.map((c) => c.done));
+    for (const r of results) expect(r.attempts).toBeGreaterThanOrEqual(perProcess);
+
+    const engine = await factory.open(`sqlite://${shared}`);
+    try {
+      expect(new TextDecoder().decode(await engine.get(partition, "counter"))).toBe(String(2 * perProcess));
+    } finally {
+      await engine.close();
+    }
+  });
+
+  it("fails with UNAVAILABLE naming the file when another connection holds the write lock too long", async () => {
+    const file = join(await tempDir("cairn-sqlite-"), "busy.db");
+    const engine = await factory.open(`sqlite://${file}?busyTimeout=50`);
+    const blocker = new Database(file);
+    blocker.exec("BEGIN IMMEDIATE");
+    try {
+      const error = await expectCode(engine.set("p", "k", utf8("v")), "UNAVAILABLE");
+      expect(error.message).toContain(file);
+      expect(await engine.get("p", "k")).toBeUndefined();
+    } finally {
+      blocker.exec("ROLLBACK");
+      blocker.close();
+    }
+    await engine.set("p", "k", utf8("v"));
+    await engine.close();
+  });
+
+  it("resolves a relative path against the working directory and creates parent folders", async () => {
+    const base = await tempDir("cairn-sqlite-");
+    const target = join(base, "a", "b", "c", "meta.db");
+    const engine = await factory.open(`sqlite://./${relative(process.cwd(), target)}`);
+    expect(engine.filename).toBe(target);
+    await engine.set("p", "k", utf8("v"));
+    await engine.close();
+    expect(existsSync(target)).toBe(true);
+  });
+
+  it("fails with UNAVAILABLE naming the file when its folder cannot be created", async () => {
+    const base = await tempDir("cairn-sqlite-");
+    await writeFile(join(base, "file"), "x");
+    const error = await expectCode(
+      factory.open(`sqlite://${join(base, "file", "sub", "meta.db")}`),
+      "UNAVAILABLE",
+    );
+    expect(error.message).toContain(join(base, "file", "sub", "meta.db"));
+  });
+
+  it("reads URL parameters and rejects unknown ones and bad values", async () => {
+    expect(parseSqliteUrl("sqlite:///abs/meta.db?busyTimeout=25&synchronous=normal&pageSize=7")).toEqual({
+      filename: "/abs/meta.db",
+      busyTimeout: 25,
+      synchronous: "normal",
+      pageSize: 7,
+    });
+    expect(parseSqliteUrl("sqlite:///with%20space/m%25.db").filename).toBe("/with space/m%.db");
+    expect(parseSqliteUrl("sqlite://./rel/meta.db").filename).toBe("./rel/meta.db");
+    for (const url of [
+      "sqlite:///abs/meta.db?cache=shared",
+      "sqlite:///abs/meta.db?busyTimeout=-1",
+      "sqlite:///abs/meta.db?busyTimeout=soon",
+      "sqlite:///abs/meta.db?pageSize=0",
+      "sqlite:///abs/meta.db?synchronous=off",
+      "sqlite://",
+      "sqlite:///abs/",
+      "mysql://localhost/db",
+    ]) {
+      await expectCode(factory.open(url), "INVALID_ARGUMENT");
+    }
+    expect(factory.schemes).toEqual(["sqlite"]);
+  });
+
+  it("pages a scan by size when values are large", async () => {
+    const file = join(await tempDir("cairn-sqlite-"), "pages.db");
+    const engine = await factory.open(`sqlite://${file}?pageSize=3&synchronous=normal`);
+    const big = new Uint8Array(6 * 1024 * 1024).fill(7);
+    await engine.writeBatch(
+      ["a", "b", "c", "d", "e", "f", "g"].map((key) => ({ partition: "p", key, value: big })),
+    );
+    const seen: string[] = [];
+    for await (const entry of engine.scan("p")) {
+      seen.push(entry.key);
+      if (entry.key === "c") await engine.delete("p", "d");
+    }
+    expect(seen).toEqual(["a", "b", "c", "e", "f", "g"]);
+    await engine.close();
+  });
+
+  it("opens a private in-memory database", async () => {
+    const a = await factory.open("sqlite://:memory:");
+    const b = await factory.open("sqlite://:memory:");
+    await a.set("p", "k", utf8("v"));
+    expect(await b.get("p", "k")).toBeUndefined();
+    expect(await collect(a.partitions())).toEqual(["p"]);
+    await a.close();
+    await b.close();
+  });
+
+  it("uses an injected database and leaves it open on close", async () => {
+    const file = join(await tempDir("cairn-sqlite-"), "injected.db");
+    const db = new Database(file);
+    const engine = createSqliteEngine({ database: db });
+    expect(engine.filename).toBe(file);
+    await engine.set("p", "k", utf8("v"));
+    await engine.close();
+    expect(db.open).toBe(true);
+    const row = db
+      .prepare("SELECT value FROM cairn_kv WHERE partition = ? AND key = ?")
+      .get(Buffer.from("p"), Buffer.from("k")) as {
+      value: Buffer;
+    };
+    expect(row.value.toString()).toBe("v");
+    expect(db.pragma("journal_mode", { simple: true })).toBe("wal");
+    db.close();
+  });
+
+  it("copies and freezes its options", async () => {
+    const options = { filename: ":memory:", pageSize: 2 };
+    const engine = createSqliteEngine(options);
+    options.pageSize = 0;
+    await engine.writeBatch(["a", "b", "c"].map((key) => ({ partition: "p", key, value: utf8(key) })));
+    expect((await collect(engine.scan("p"))).map((e) => e.key)).toEqual(["a", "b", "c"]);
+    await engine.close();
+  });
+
+  it("rejects keys and partitions outside the contract with INVALID_ARGUMENT", async () => {
+    const engine = await factory.open("sqlite://:memory:");
+    await expectCode(engine.set("p", "", utf8("v")), "INVALID_ARGUMENT");
+    await expectCode(engine.set("", "k", utf8("v")), "INVALID_ARGUMENT");
+    await expectCode(engine.set("p", "lone \ud800 surrogate", utf8("v")), "INVALID_ARGUMENT");
+    await expectCode(engine.get("p", "x".repeat(4097)), "INVALID_ARGUMENT");
+    await expectCode(engine.set("p".repeat(256), "k", utf8("v")), "INVALID_ARGUMENT");
+    await expectCode(collect(engine.scan("p", { limit: -1 })), "INVALID_ARGUMENT");
+    await expectCode(
+      engine.writeBatch([
+        { partition: "p", key: "ok", value: utf8("v") },
+        { partition: "p", key: "", value: utf8("v") },
+      ]),
+      "INVALID_ARGUMENT",
+    );
+    expect(await engine.get("p", "ok")).toBeUndefined();
+    await engine.close();
+    await expectCode(engine.get("p", "k"), "UNAVAILABLE");
+  });
+
+  it("keeps its file readable by other SQLite tools", async () => {
+    const base = await tempDir("cairn-sqlite-");
+    await mkdir(join(base, "x"));
+    const file = join(base, "x", "meta.db");
+    const engine = await factory.open(`sqlite://${file}`);
+    await engine.set("p", "😀", utf8("v"));
+    await engine.set("p", "\uffff", utf8("v"));
+    await engine.close();
+    const db = new Database(file, { readonly: true });
+    const keys = (db.prepare("SELECT key FROM cairn_kv ORDER BY key").all() as { key: Buffer }[]).map((r) =>
+      r.key.toString(),
+    );
+    db.close();
+    expect(keys).toEqual(["\uffff", "😀"]);
+  });
+});

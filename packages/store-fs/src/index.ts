@@ -1,0 +1,2 @@
+export * from "./factory.js";
+export * from "./fs-store.js";
