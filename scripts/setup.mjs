@@ -3,7 +3,7 @@
 // npm: bootstrap the pinned pnpm, install, build, start the services the tests need, run, and end a
 // test run with one line `tests: N passed, N failed` that CI reads.
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -40,7 +40,15 @@ function findPnpm() {
   mkdirSync(join(root, ".tools"), { recursive: true });
   must(
     "npm",
-    ["install", "--no-save", "--no-audit", "--no-fund", "--prefix", join(root, ".tools"), `pnpm@${pnpmVersion}`],
+    [
+      "install",
+      "--no-save",
+      "--no-audit",
+      "--no-fund",
+      "--prefix",
+      join(root, ".tools"),
+      `pnpm@${pnpmVersion}`,
+    ],
     "installing pnpm",
   );
   return local;
@@ -50,11 +58,24 @@ const pnpm = findPnpm();
 env.PATH = `${join(root, ".tools", "node_modules", ".bin")}:${join(root, "node_modules", ".bin")}:${env.PATH}`;
 
 const lockfile = existsSync(join(root, "pnpm-lock.yaml"));
-must(pnpm, ["install", lockfile ? "--frozen-lockfile" : "--no-frozen-lockfile", "--reporter=append-only"], "pnpm install");
+must(
+  pnpm,
+  ["install", lockfile ? "--frozen-lockfile" : "--no-frozen-lockfile", "--reporter=append-only"],
+  "pnpm install",
+);
 
 if (task === "start") {
-  must(pnpm, ["exec", "turbo", "run", "build", "--filter=@cairn/cli...", "--output-logs=errors-only"], "build");
-  process.exit(run("node", [join(root, "apps/cli/dist/bin.js"), ...(process.argv.slice(3).length ? process.argv.slice(3) : ["tour"])]));
+  must(
+    pnpm,
+    ["exec", "turbo", "run", "build", "--filter=@cairn/cli...", "--output-logs=errors-only"],
+    "build",
+  );
+  process.exit(
+    run("node", [
+      join(root, "apps/cli/dist/bin.js"),
+      ...(process.argv.slice(3).length ? process.argv.slice(3) : ["tour"]),
+    ]),
+  );
 }
 
 if (task === "test") {

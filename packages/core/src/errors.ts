@@ -85,8 +85,21 @@ export class PermissionDeniedError extends CairnError {
   }
 }
 
+const CODES: ReadonlySet<string> = new Set<ErrorCode>([
+  "NOT_FOUND",
+  "ALREADY_EXISTS",
+  "CONFLICT",
+  "INVALID_ARGUMENT",
+  "PRECONDITION_FAILED",
+  "CORRUPT",
+  "UNSUPPORTED",
+  "UNAVAILABLE",
+  "PERMISSION_DENIED",
+]);
+
+/** An error cairn raised on purpose (not, say, Node's `ENOENT`, whose `code` is a string too). */
 export const isCairnError = (e: unknown): e is CairnError =>
-  e instanceof Error && typeof (e as Partial<CairnError>).code === "string" && "code" in e;
+  e instanceof Error && CODES.has((e as Partial<CairnError>).code as string);
 
 export const hasCode = (e: unknown, code: ErrorCode): e is CairnError =>
   e instanceof Error && (e as Partial<CairnError>).code === code;

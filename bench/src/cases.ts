@@ -1,0 +1,181 @@
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { Cairn, type Change, type Entry, type Repository } from "@cairn/core";
+import { factory as sqlite } from "@cairn/engine-sqlite";
+import { factory as fs } from "@cairn/store-fs";
+import pLimit from "p-limit";
+
+export interface Result {
+  name: string;
+  ms: number;
+  items?: number;
+  unit?: string;
+  peakRssMb: number;
+  note?: string;
+  [extra: string]: unknown;
+}
+
+export interface Case {
+  name: string;
+  /** Prepares data (not measured); may reuse what an earlier run left in bench/.data. */
+  setup(): Promise<void>;
+  /** The measured work; returns figures without peak RSS, which the child adds. */
+  run(): Promise<Omit<Result, "peakRssMb">>;
+}
+
+const DATA = join(dirname(fileURLToPath(import.meta.url)), "..", ".data");
+const TREE_SIZE = 1_000_000;
+const SMALL_COUNT = 100_000;
+
+async function open(dir: string) {
+  mkdirSync(dir, { recursive: true });
+  const engine = await sqlite.open(`sqlite://${join(dir, "meta.db")}`);
+  const cairn = new Cairn({ engine, openStore: (url) => fs.open(url) });
+  return {
+    cairn,
+    namespace: pathToFileURL(join(dir, "data")).href,
+    close: async () => {
+      await cairn.close();
+      await engine.close();
+    },
+  };
+}
+
+const pathOf = (i: number) =>
+  `dir-${String(Math.floor(i / 1000)).padStart(4, "0")}/file-${String(i).padStart(7, "0")}.bin`;
+
+/** A repository whose `base` tag holds a 1,000,000-entry tree and whose `ten` tag changes 10 paths of it. */
+async function bigTree(): Promise<void> {
+  const dir = join(DATA, "tree-1m");
+  if (existsSync(join(dir, "READY"))) return;
+  rmSync(dir, { recursive: true, force: true });
+  const { cairn, namespace, close } = await open(dir);
+  const repo = await cairn.createRepository({ name: "bench", namespace });
+  const seed = await repo.upload("main", "seed.bin", Buffer.from("cairn bench seed\n"));
+  const entryAt = (i: number, v = "1"): Entry => ({
+    ...seed,
+    path: pathOf(i),
+    metadata: { v },
+  });
+  async function* all(): AsyncGenerator<Change> {
+    for (let i = 0; i < TREE_SIZE; i++) yield { path: pathOf(i), entry: entryAt(i) };
+  }
+  await repo.importChanges("main", all(), { message: "1,000,000 entries" });
+  await repo.resetBranch("main");
+  await repo.createTag("base", "main");
+  async function* ten(): AsyncGenerator<Change> {
+    for (const i of tenPaths()) yield { path: pathOf(i), entry: entryAt(i, "2") };
+  }
+  await repo.importChanges("main", ten(), { message: "10 paths changed" });
+  await repo.createTag("ten", "main");
+  await close();
+  writeFileSync(join(dir, "READY"), "");
+}
+
+const tenPaths = () => Array.from({ length: 10 }, (_, k) => 7 + k * 99_991);
+
+async function onBigTree<T>(fn: (repo: Repository) => Promise<T>): Promise<T> {
+  const { cairn, close } = await open(join(DATA, "tree-1m"));
+  try {
+    return await fn(await cairn.repository("bench"));
+  } finally {
+    await close();
+  }
+}
+
+export const CASES: Case[] = [
+  {
+    name: "upload-commit-100k",
+    async setup() {
+      rmSync(join(DATA, "upload-100k"), { recursive: true, force: true });
+    },
+    async run() {
+      const { cairn, namespace, close } = await open(join(DATA, "upload-100k"));
+      const repo = await cairn.createRepository({ name: "upload", namespace });
+      const limit = pLimit(16);
+      const t0 = performance.now();
+      const jobs: Promise<unknown>[] = [];
+      for (let i = 0; i < SMALL_COUNT; i++) {
+        jobs.push(limit(() => repo.upload("main", pathOf(i), Buffer.from(`object ${i}\n`.repeat(8)))));
+        if (jobs.length >= 1000) await Promise.all(jobs.splice(0));
+      }
+      await Promise.all(jobs);
+      const t1 = performance.now();
+      await repo.commit("main", { message: "100k" });
+      const t2 = performance.now();
+      await close();
+      rmSync(join(DATA, "upload-100k"), { recursive: true, force: true });
+      return {
+        name: "upload-commit-100k",
+        ms: t2 - t0,
+        items: SMALL_COUNT,
+        unit: "objects",
+        uploadMs: t1 - t0,
+        commitMs: t2 - t1,
+        note: `upload ${((t1 - t0) / 1000).toFixed(1)} s + commit ${((t2 - t1) / 1000).toFixed(1)} s, 16 concurrent`,
+      };
+    },
+  },
+  {
+    name: "commit-10-of-1m",
+    setup: bigTree,
+    run: () =>
+      onBigTree(async (repo) => {
+        const branch = `bench-${Date.now()}`;
+        await repo.createBranch(branch, "base");
+        for (const i of tenPaths()) await repo.upload(branch, pathOf(i), Buffer.from(`changed ${i}\n`));
+        const ranges = async () => {
+          let n = 0;
+          for await (const _ of repo.store.list("_cairn/ranges/")) n++;
+          return n;
+        };
+        const before = await ranges();
+        const t0 = performance.now();
+        const commit = await repo.commit(branch, { message: "10 paths" });
+        const ms = performance.now() - t0;
+        const written = (await ranges()) - before;
+        const total = (await repo.trees.readMetarange(commit.metarangeId)).ranges.length;
+        await repo.deleteBranch(branch);
+        return {
+          name: "commit-10-of-1m",
+          ms,
+          rangesWritten: written,
+          rangesTotal: total,
+          note: `${written} of ${total} ranges written (${((100 * written) / total).toFixed(2)}%); target ≤ 1 s, ≤ 1%`,
+        };
+      }),
+  },
+  {
+    name: "list-1m",
+    setup: bigTree,
+    run: () =>
+      onBigTree(async (repo) => {
+        const t0 = performance.now();
+        let n = 0;
+        for await (const _ of repo.walk("base")) n++;
+        const ms = performance.now() - t0;
+        if (n !== TREE_SIZE) throw new Error(`listed ${n} entries, expected ${TREE_SIZE}`);
+        return {
+          name: "list-1m",
+          ms,
+          items: n,
+          unit: "entries",
+          note: "target ≥ 500,000 entries/s, ≤ 256 MB",
+        };
+      }),
+  },
+  {
+    name: "diff-10-of-1m",
+    setup: bigTree,
+    run: () =>
+      onBigTree(async (repo) => {
+        const t0 = performance.now();
+        let n = 0;
+        for await (const _ of repo.diff("base", "ten")) n++;
+        const ms = performance.now() - t0;
+        if (n !== 10) throw new Error(`diff found ${n} changes, expected 10`);
+        return { name: "diff-10-of-1m", ms, items: n, unit: "changes", note: "target ≤ 0.5 s" };
+      }),
+  },
+];
