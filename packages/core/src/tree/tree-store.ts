@@ -138,7 +138,7 @@ export class TreeStore {
       const reader = await this.store.get(key);
       const chunks: Buffer[] = [];
       for await (const chunk of reader.body) chunks.push(chunk as Buffer);
-      bytes = Buffer.concat(chunks);
+      bytes = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
     } catch (e) {
       if (hasCode(e, "NOT_FOUND")) {
         throw new CorruptError(`The ${what} ${this.#where(key)} is missing from the storage namespace.`, {
