@@ -1,0 +1,19 @@
+#!/usr/bin/env node
+import { EXIT } from "./errors.js";
+import { removeTempFilesSync } from "./local-files.js";
+import { main } from "./main.js";
+
+process.once("SIGINT", () => {
+  // Never leave a half-written download behind; an interrupted command can be run again.
+  removeTempFilesSync();
+  process.stderr.write("\ncairn: interrupted\n");
+  process.exit(EXIT.INTERRUPTED);
+});
+
+process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+  // The reader went away (`cairn fs cat … | head`): stop quietly, as other command-line tools do.
+  if (e.code === "EPIPE") process.exit(EXIT.OK);
+  throw e;
+});
+
+process.exitCode = await main(process.argv.slice(2));

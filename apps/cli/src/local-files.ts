@@ -1,0 +1,114 @@
+import { createHash, randomBytes } from "node:crypto";
+import { createWriteStream, rmSync, type Stats } from "node:fs";
+import { lstat, mkdir, opendir, rename, rm, stat } from "node:fs/promises";
+import { basename, dirname, join, relative, sep } from "node:path";
+import type { Readable } from "node:stream";
+import { Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { CorruptError, NotFoundError } from "@cairn/core";
+
+/** Temporary files being written, removed if the process is interrupted. */
+const pending = new Set<string>();
+
+/** Removes unfinished downloads; called on Ctrl-C, synchronous because the process exits right after. */
+export function removeTempFilesSync(): void {
+  for (const file of pending) rmSync(file, { force: true });
+  pending.clear();
+}
+
+/** `stat` of a file the user named, with a one-line error when it does not exist. */
+export async function statLocal(path: string): Promise<Stats> {
+  try {
+    return await stat(path);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") {
+      throw new NotFoundError(`Local file or directory "${path}" does not exist.`);
+    }
+    throw e;
+  }
+}
+
+/** Whether `path` names an existing directory (false when absent). */
+export async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw e;
+  }
+}
+
+export interface LocalFile {
+  /** Path as the file system takes it. */
+  path: string;
+  /** Relative to the walked directory, with `/` separators: the object path below the target prefix. */
+  rel: string;
+  size: number;
+}
+
+/**
+ * The regular files under `root`, in sorted order, streamed one directory at a time. Symbolic links to files
+ * are followed; links to directories are not (they could loop), and other kinds of file are skipped.
+ */
+export async function* walkLocal(root: string): AsyncGenerator<LocalFile> {
+  const names: string[] = [];
+  for await (const d of await opendir(root)) names.push(d.name);
+  names.sort();
+  for (const name of names) {
+    const path = join(root, name);
+    const l = await lstat(path);
+    if (l.isDirectory()) {
+      for await (const f of walkLocal(path)) yield { ...f, rel: `${name}/${f.rel}` };
+    } else if (l.isFile()) {
+      yield { path, rel: name, size: l.size };
+    } else if (l.isSymbolicLink()) {
+      const s = await stat(path).catch(() => undefined);
+      if (s?.isFile()) yield { path, rel: name, size: s.size };
+    }
+  }
+}
+
+/**
+ * Writes `body` to `target` through a temporary file in the same directory, checking its size and SHA-256,
+ * then renames it into place: `target` is either left as it was or replaced whole.
+ */
+export async function writeFileAtomically(
+  target: string,
+  body: Readable,
+  expected: { size: number; sha256: string; what: string },
+): Promise<void> {
+  await mkdir(dirname(target), { recursive: true });
+  const temp = join(dirname(target), `.${basename(target)}.cairn-${randomBytes(4).toString("hex")}.partial`);
+  pending.add(temp);
+  try {
+    const hash = createHash("sha256");
+    let size = 0;
+    const measure = new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        hash.update(chunk);
+        size += chunk.length;
+        done(null, chunk);
+      },
+    });
+    await pipeline(body, measure, createWriteStream(temp, { flags: "wx" }));
+    const sha256 = hash.digest("hex");
+    if (size !== expected.size || sha256 !== expected.sha256) {
+      throw new CorruptError(
+        `The bytes read for ${expected.what} do not match its record (${size} bytes, sha256 ${sha256.slice(0, 12)}; expected ${expected.size} bytes, ${expected.sha256.slice(0, 12)}); nothing was written.`,
+      );
+    }
+    await rename(temp, target);
+  } finally {
+    pending.delete(temp);
+    await rm(temp, { force: true });
+  }
+}
+
+/** `target` if it stays inside `root`, else an error: a path from a repository never escapes the download folder. */
+export function inside(root: string, target: string): string {
+  const rel = relative(root, target);
+  if (rel === "" || rel.startsWith(`..${sep}`) || rel === "..") {
+    throw new CorruptError(`Object path would be written outside ${root}: ${target}.`);
+  }
+  return target;
+}

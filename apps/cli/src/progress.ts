@@ -1,0 +1,43 @@
+import { formatSize } from "./format.js";
+import type { Output } from "./output.js";
+
+/** Progress of a transfer of many files: a bar on stderr when it is a terminal, nothing otherwise. */
+export interface Progress {
+  /** One file done, of `bytes` bytes. */
+  done(bytes: number): void;
+  stop(): void;
+}
+
+const SILENT: Progress = { done() {}, stop() {} };
+
+/** Loaded only when a bar is drawn, so commands that draw none start faster. */
+export async function startProgress(
+  out: Output,
+  verb: string,
+  files: number,
+  bytes: number,
+): Promise<Progress> {
+  if (!out.interactive || files < 2) return SILENT;
+  const { default: cliProgress } = await import("cli-progress");
+  const bar = new cliProgress.SingleBar(
+    {
+      stream: out.io.stderr,
+      format: `${verb} [{bar}] {value}/{total} files | {done} of {size}`,
+      hideCursor: true,
+      clearOnComplete: true,
+      barsize: 30,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  let doneBytes = 0;
+  bar.start(files, 0, { done: formatSize(0), size: formatSize(bytes) });
+  return {
+    done(n) {
+      doneBytes += n;
+      bar.increment(1, { done: formatSize(doneBytes) });
+    },
+    stop() {
+      bar.stop();
+    },
+  };
+}
