@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
+import pLimit from "p-limit";
 import { canonicalJson, decodeJson, encodeJson, sha256Hex } from "./codec.js";
 import { compareKeys, type MetadataEngine } from "./engine.js";
 import {
@@ -235,6 +236,59 @@ export class Repository {
     };
     await this.#stage(branch, path, { entry });
     return entry;
+  }
+
+  /**
+   * Uploads many objects to a branch: their bytes are written `concurrency` at a time, then all of them are
+   * staged in one engine batch. The fast path for directories of many small files. Nothing is staged when any
+   * body fails (bytes already written stay in the namespace, unreferenced, as after an interrupted upload).
+   */
+  async uploadMany(
+    branch: string,
+    files: ReadonlyArray<{ path: string; body: PutBody } & UploadOptions>,
+    options: { concurrency?: number } = {},
+  ): Promise<Entry[]> {
+    for (const f of files) validatePath(f.path);
+    await this.#readBranch(branch);
+    const limit = pLimit(options.concurrency ?? 8);
+    const entries = await Promise.all(
+      files.map((f) =>
+        limit(async (): Promise<Entry> => {
+          const metadata = checkMetadata(f.metadata);
+          const { sha256, size } = await this.#writeData(f.body);
+          return {
+            path: f.path,
+            address: dataKey(sha256),
+            size,
+            sha256,
+            contentType: f.contentType ?? "application/octet-stream",
+            mtime: this.#now().toISOString(),
+            metadata,
+          };
+        }),
+      ),
+    );
+    await this.stageEntries(branch, entries);
+    return entries;
+  }
+
+  /** Stages entries whose bytes are already in the storage namespace, in one engine batch. */
+  async stageEntries(branch: string, entries: readonly Entry[]): Promise<void> {
+    for (const e of entries) validatePath(e.path);
+    for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
+      const before = await this.#readBranch(branch);
+      const token = before.record.stagingToken;
+      await this.#engine.writeBatch(
+        entries.map((entry) => ({
+          partition: this.#p,
+          key: stagedKey(token, entry.path),
+          value: encodeJson({ entry }),
+        })),
+      );
+      const after = await this.#readBranch(branch);
+      if (after.record.stagingToken === token) return;
+    }
+    throw this.#busy(branch);
   }
 
   /** Stages an entry whose bytes are already in the storage namespace (restores and imports use this). */
@@ -784,7 +838,14 @@ export class Repository {
 
   async #readBranch(name: string): Promise<{ record: BranchRecord; bytes: Uint8Array }> {
     const bytes = await this.#engine.get(this.#p, branchKey(name));
-    if (!bytes) throw new NotFoundError(`Branch "${name}" not found in repository "${this.name}".`);
+    if (!bytes) {
+      if (await this.#engine.get(this.#p, tagKey(name))) {
+        throw new NotFoundError(
+          `"${name}" is a tag of repository "${this.name}", not a branch; writes go to branches.`,
+        );
+      }
+      throw new NotFoundError(`Branch "${name}" not found in repository "${this.name}".`);
+    }
     return { record: decodeJson<BranchRecord>(bytes, `${this.#p}/${branchKey(name)}`), bytes };
   }
 
