@@ -78,6 +78,11 @@ if (task === "start") {
   );
 }
 
+if (task === "bench") {
+  must(pnpm, ["exec", "turbo", "run", "build", "--filter=@cairn/bench...", "--output-logs=errors-only"], "build");
+  process.exit(run("node", [join(root, "bench/dist/run.js"), ...process.argv.slice(3)]));
+}
+
 if (task === "test") {
   const started = Date.now();
   must(pnpm, ["exec", "turbo", "run", "build", "--output-logs=errors-only"], "build");
@@ -98,7 +103,7 @@ if (task === "test") {
 }
 
 if (task !== "install") {
-  console.error(`cairn setup: unknown task "${task}" (expected start, test or install).`);
+  console.error(`cairn setup: unknown task "${task}" (expected start, test, bench or install).`);
   process.exit(2);
 }
 

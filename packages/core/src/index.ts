@@ -28,3 +28,4 @@ export { iterateTree, iterateTreePages, lookup } from "./tree/reader.js";
 export { TreeStore, type TreeStoreOptions } from "./tree/tree-store.js";
 export { type ApplyResult, applyChanges } from "./tree/writer.js";
 export * from "./url.js";
+export { flattenPages, paginate } from "./iterate.js";

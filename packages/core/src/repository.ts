@@ -14,6 +14,7 @@ import {
 } from "./errors.js";
 import type { Branch, Change, Commit, DiffEntry, Entry, RepositoryInfo, Tag } from "./model.js";
 import { sameEntry } from "./model.js";
+import { flattenPages, paginate } from "./iterate.js";
 import { validatePath, validatePrefix, validateRefName } from "./names.js";
 import { entriesAsChanges, mergeChanges, type StagedValue, scanStaging, stagedKey } from "./staging.js";
 import type { ObjectStore, PutBody } from "./store.js";
@@ -360,15 +361,22 @@ export class Repository {
   }
 
   /** Every entry of `ref` under `prefix`, in path order, streamed. */
-  async *walk(ref: string, options: { prefix?: string; after?: string } = {}): AsyncGenerator<Entry> {
+  walk(ref: string, options: { prefix?: string; after?: string } = {}): AsyncIterableIterator<Entry> {
+    return flattenPages(this.walkPages(ref, options));
+  }
+
+  /** Like {@link walk}, a page of entries at a time (typically one committed range): the fastest way to read a tree. */
+  async *walkPages(ref: string, options: { prefix?: string; after?: string } = {}): AsyncGenerator<Entry[]> {
     validatePrefix(options.prefix ?? "");
     const view = await this.#liveView(ref);
     if (view.tokens.length === 0) {
-      const metarange = await this.#metarangeOf(view.commitId);
-      for await (const page of iterateTreePages(this.trees, metarange, options)) yield* page;
+      yield* iterateTreePages(this.trees, await this.#metarangeOf(view.commitId), options);
       return;
     }
-    for await (const c of await this.#changes(view, options)) if (c.entry) yield c.entry;
+    const live = async function* (changes: AsyncIterable<Change>) {
+      for await (const c of changes) if (c.entry) yield c.entry;
+    };
+    yield* paginate(live(await this.#changes(view, options)), 512);
   }
 
   /** One page of a listing, with S3-like `delimiter` grouping. */

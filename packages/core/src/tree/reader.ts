@@ -3,7 +3,7 @@ import type { Entry } from "../model.js";
 import type { Metarange } from "./format.js";
 import type { TreeStore } from "./tree-store.js";
 
-const PREFETCH = 6;
+const PREFETCH = 16;
 
 /** Index of the first range whose last path is greater than `after` (or ≥ `from`). */
 function firstRange(metarange: Metarange, key: string, inclusive: boolean): number {
