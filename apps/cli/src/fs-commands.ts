@@ -165,6 +165,13 @@ async function withPrefixHint<T>(
   }
 }
 
+const UPLOAD_BATCH = 200;
+
+/** A file's bytes, opened only when read, so a batch of bodies holds no file descriptors until its turn. */
+async function* lazyRead(file: string): AsyncGenerator<Uint8Array> {
+  yield* createReadStream(file);
+}
+
 async function upload(ctx: Ctx, [local, destText]: string[], opts: UploadOptions): Promise<void> {
   const uri = expectUri(destText!, "ref-prefix", "destination");
   const metadata = parseKeyValues(opts.metadata, "--metadata");
@@ -206,18 +213,31 @@ async function upload(ctx: Ctx, [local, destText]: string[], opts: UploadOptions
   const progress = await startProgress(ctx.out, "uploading", files, bytes);
   let uploaded = 0;
   let uploadedBytes = 0;
-  try {
-    await forEachBounded(walkLocal(local!), opts.parallel, async (f) => {
-      const path = `${prefix}${f.rel}`;
-      const entry = await repo.upload(branch, path, createReadStream(f.path), {
-        contentType: typeOf(path),
-        metadata,
-      });
+  // Files go up in batches: their bytes `--parallel` at a time, then the whole batch staged in one engine
+  // write, which is what makes folders of many small files fast.
+  let batch: { path: string; file: string }[] = [];
+  const flush = async () => {
+    if (batch.length === 0) return;
+    const files = batch.map(({ path, file }) => ({
+      path,
+      body: lazyRead(file),
+      contentType: typeOf(path),
+      metadata,
+    }));
+    batch = [];
+    for (const entry of await repo.uploadMany(branch, files, { concurrency: opts.parallel })) {
       uploaded++;
       uploadedBytes += entry.size;
       progress.done(entry.size);
       if (ctx.out.json) await ctx.out.record(entry);
-    });
+    }
+  };
+  try {
+    for await (const f of walkLocal(local!)) {
+      batch.push({ path: `${prefix}${f.rel}`, file: f.path });
+      if (batch.length >= UPLOAD_BATCH) await flush();
+    }
+    await flush();
   } finally {
     progress.stop();
   }
