@@ -79,7 +79,11 @@ if (task === "start") {
 }
 
 if (task === "bench") {
-  must(pnpm, ["exec", "turbo", "run", "build", "--filter=@cairn/bench...", "--output-logs=errors-only"], "build");
+  must(
+    pnpm,
+    ["exec", "turbo", "run", "build", "--filter=@cairn/bench...", "--output-logs=errors-only"],
+    "build",
+  );
   process.exit(run("node", [join(root, "bench/dist/run.js"), ...process.argv.slice(3)]));
 }
 

@@ -12,9 +12,9 @@ import {
   NotFoundError,
   PreconditionFailedError,
 } from "./errors.js";
+import { flattenPages, paginate } from "./iterate.js";
 import type { Branch, Change, Commit, DiffEntry, Entry, RepositoryInfo, Tag } from "./model.js";
 import { sameEntry } from "./model.js";
-import { flattenPages, paginate } from "./iterate.js";
 import { validatePath, validatePrefix, validateRefName } from "./names.js";
 import { entriesAsChanges, mergeChanges, type StagedValue, scanStaging, stagedKey } from "./staging.js";
 import type { ObjectStore, PutBody } from "./store.js";
