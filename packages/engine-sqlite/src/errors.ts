@@ -1,28 +1,10 @@
 import {
-  CairnError,
   CorruptError,
-  type ErrorCode,
   InvalidArgumentError,
+  isCairnError,
   PermissionDeniedError,
   UnavailableError,
 } from "@cairn/core";
-
-const CAIRN_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  "NOT_FOUND",
-  "ALREADY_EXISTS",
-  "CONFLICT",
-  "INVALID_ARGUMENT",
-  "PRECONDITION_FAILED",
-  "CORRUPT",
-  "UNSUPPORTED",
-  "UNAVAILABLE",
-  "PERMISSION_DENIED",
-]);
-
-// core's isCairnError accepts any Error with a string `code`, which includes every SqliteError.
-const isCairnError = (e: unknown): e is CairnError =>
-  e instanceof CairnError ||
-  (e instanceof Error && CAIRN_CODES.has((e as { code?: unknown }).code as ErrorCode));
 
 /** The SQLite result code of a better-sqlite3 error (e.g. `SQLITE_BUSY` for `SQLITE_BUSY_SNAPSHOT`), if any. */
 function primaryCode(error: unknown): string | undefined {
