@@ -48,7 +48,7 @@ export function registerFsCommands(program: Command, app: App): void {
     .description(
       "upload a local file, or a directory with --recursive, to a branch (uncommitted until `cairn commit`)",
     )
-    .argument("<local>", "local file or directory")
+    .argument("<local>", "local file or directory, or - for standard input")
     .argument("<destination>", "cairn://<repo>/<branch>/<path>; a path ending with / (or none) is a folder")
     .option("-r, --recursive", "upload a directory and everything under it")
     .option("--content-type <type>", "content type of the objects (default: guessed from the file extension)")
@@ -175,9 +175,30 @@ async function* lazyRead(file: string): AsyncGenerator<Uint8Array> {
 async function upload(ctx: Ctx, [local, destText]: string[], opts: UploadOptions): Promise<void> {
   const uri = expectUri(destText!, "ref-prefix", "destination");
   const metadata = parseKeyValues(opts.metadata, "--metadata");
-  const localStat = await statLocal(local!);
   const branch = uri.ref!;
   const typeOf = (path: string) => opts.contentType ?? guessContentType(path);
+
+  if (local === "-") {
+    if (!uri.path || uri.path.endsWith("/")) {
+      throw new UsageError(
+        `Uploading standard input needs the object's full path, e.g. ${formatUri(uri.repo, branch, "data/file.csv")}.`,
+      );
+    }
+    validatePath(uri.path);
+    const repo = await ctx.repo(uri.repo);
+    const entry = await repo.upload(branch, uri.path, process.stdin, {
+      contentType: typeOf(uri.path),
+      metadata,
+    });
+    if (ctx.out.json) await ctx.out.record(entry);
+    else
+      await ctx.out.line(
+        `Uploaded standard input → ${formatUri(uri.repo, branch, uri.path)} (${formatSize(entry.size)})`,
+      );
+    return;
+  }
+
+  const localStat = await statLocal(local!);
 
   if (!localStat.isDirectory()) {
     const path = !uri.path || uri.path.endsWith("/") ? `${uri.path ?? ""}${basename(local!)}` : uri.path;

@@ -46,6 +46,16 @@ describe("cairn fs", () => {
     expect(await cli.ok(["fs", "cat", `${R}/main/one/single.txt`])).toBe("just one\n");
   });
 
+  it("uploads standard input with -, to a full path only", async () => {
+    await cli.ok(["repo", "create", "cairn://piped"]);
+    const r = await cli(["fs", "upload", "-", "cairn://piped/main/in.txt"], { input: "piped bytes\n" });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("Uploaded standard input");
+    expect(await cli.ok(["fs", "cat", "cairn://piped/main/in.txt"])).toBe("piped bytes\n");
+    const err = await cli.fails(["fs", "upload", "-", "cairn://piped/main/dir/"], EXIT.USAGE, { input: "x" });
+    expect(err).toContain("full path");
+  });
+
   it("uploads with a content type and metadata, which stat shows", async () => {
     await cli.ok([
       "fs",
