@@ -1,0 +1,90 @@
+import { createHash } from "node:crypto";
+import { gunzipSync } from "node:zlib";
+import { describe, expect, test } from "vitest";
+import { DUMP_FORMAT, ENVELOPE_MAGIC, isGzipPath, readDump, type WriteDumpOptions } from "../src/index.js";
+import { chunked, dump, keys, read, SECTIONS, sampleRecords } from "./helpers.js";
+
+const decrypt = { privateKeyPem: keys.privateKeyPem, passphrase: keys.passphrase };
+
+const variants: [string, Partial<WriteDumpOptions>][] = [
+  ["plain", {}],
+  ["gzip", { gzip: true }],
+  ["aes256gcm-rsa", { encrypt: { publicKeyPem: keys.publicKeyPem } }],
+  ["chacha20-rsa", { encrypt: { publicKeyPem: keys.publicKeyPem, algorithm: "chacha20-rsa" } }],
+  ["gzip + aes256gcm-rsa", { gzip: 9, encrypt: { publicKeyPem: keys.publicKeyPem, algorithm: "aes256gcm-rsa" } }],
+  ["gzip + chacha20-rsa", { gzip: true, encrypt: { publicKeyPem: keys.publicKeyPem, algorithm: "chacha20-rsa" } }],
+];
+
+describe("round trip", () => {
+  test.each(variants)("%s", async (_name, options) => {
+    const records = sampleRecords();
+    const bytes = await dump(records, options);
+    const { header, records: back, footer } = await read(bytes, { decrypt });
+    expect(back).toEqual(records);
+    expect(header).toMatchObject({
+      type: "header",
+      format: DUMP_FORMAT,
+      version: 1,
+      created: "2026-11-25T12:00:00.000Z",
+      source: { engine: "sqlite" },
+      tool: { name: "cairn", version: "0.1.0" },
+      consistency: "snapshot",
+      sections: [...SECTIONS],
+    });
+    expect(footer?.counts).toEqual({ repository: 1, branch: 2, tag: 1, commit: 2, staged: 1, "engine-record": 1 });
+  });
+
+  test("the plain form is JSON Lines with a digest over the record lines", async () => {
+    const bytes = await dump(sampleRecords());
+    const lines = bytes.toString("utf8").split("\n");
+    expect(lines.at(-1)).toBe("");
+    const parsed = lines.slice(0, -1).map((line) => JSON.parse(line));
+    expect(parsed[0].type).toBe("header");
+    expect(parsed.at(-1).type).toBe("footer");
+    const recordLines = lines.slice(1, -2).map((line) => `${line}\n`);
+    expect(parsed.at(-1).sha256).toBe(createHash("sha256").update(recordLines.join("")).digest("hex"));
+    expect(parsed.filter((r: { type: string }) => r.type === "branch")).toHaveLength(2);
+  });
+
+  test("gzip output is a standard gzip stream; encrypted output starts with the envelope magic", async () => {
+    const gz = await dump(sampleRecords(), { gzip: true });
+    expect(gz.subarray(0, 2)).toEqual(Buffer.from([0x1f, 0x8b]));
+    expect(gunzipSync(gz).toString("utf8")).toBe((await dump(sampleRecords())).toString("utf8"));
+    const enc = await dump(sampleRecords(), { encrypt: { publicKeyPem: keys.publicKeyPem } });
+    expect(enc.subarray(0, 8)).toEqual(ENVELOPE_MAGIC);
+    expect(enc.includes(Buffer.from("photos"))).toBe(false);
+  });
+
+  test("an encrypted dump larger than one segment round-trips; an empty dump too", async () => {
+    const many = Array.from({ length: 3000 }, (_, i) => ({ type: "commit", id: `c${i}`, message: "x".repeat(50) }));
+    const bytes = await dump(many, { encrypt: { publicKeyPem: keys.publicKeyPem } });
+    expect((await read(bytes, { decrypt })).records).toEqual(many);
+    const empty = await dump([], { encrypt: { publicKeyPem: keys.publicKeyPem }, gzip: true });
+    const back = await read(empty, { decrypt });
+    expect(back.records).toEqual([]);
+    expect(back.footer?.counts.commit).toBe(0);
+  });
+
+  test("unknown header and record fields of the same major version are ignored", async () => {
+    const bytes = await dump(sampleRecords(), { header: { comment: "hello", future: { x: 1 } } });
+    const { header, records } = await read(bytes);
+    expect(header.comment).toBe("hello");
+    expect(records).toHaveLength(8);
+  });
+
+  test("header() can be read before iterating; iterating alone works too", async () => {
+    const bytes = await dump(sampleRecords());
+    const reader = readDump(chunked(bytes, 7));
+    let n = 0;
+    for await (const _ of reader) n++;
+    expect(n).toBe(8);
+    expect((await reader.header()).source.engine).toBe("sqlite");
+  });
+
+  test("isGzipPath", () => {
+    expect(isGzipPath("dump.jsonl.gz")).toBe(true);
+    expect(isGzipPath("DUMP.JSONL.GZ")).toBe(true);
+    expect(isGzipPath("dump.jsonl")).toBe(false);
+    expect(isGzipPath("dump.gzip")).toBe(false);
+  });
+});
