@@ -64,9 +64,9 @@ describe("cairn repo", () => {
     );
     expect((await cli.json<{ name: string }>(["repo", "list"])).map((r) => r.name)).not.toContain("doomed");
     await cli.fails(["repo", "delete", "cairn://doomed", "--yes"], EXIT.NOT_FOUND);
-    // The name can be taken again, with a fresh namespace folder.
-    await cli.fails(["repo", "create", "cairn://doomed"], 7);
-    await cli.ok(["repo", "create", "cairn://doomed", pathToFileURL(join(cli.dir, "doomed-2")).href]);
+    // The name can be taken again, and so can the namespace the deleted repository released.
+    await cli.ok(["repo", "create", "cairn://doomed"]);
+    await cli.ok(["repo", "create", "cairn://doomed-too", pathToFileURL(join(cli.dir, "doomed-2")).href]);
   });
 
   it("takes global options before or after the command, and $CAIRN_META", async () => {

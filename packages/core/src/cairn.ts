@@ -3,6 +3,7 @@ import { decodeJson, encodeJson } from "./codec.js";
 import type { MetadataEngine } from "./engine.js";
 import {
   AlreadyExistsError,
+  hasCode,
   InvalidArgumentError,
   NotFoundError,
   PreconditionFailedError,
@@ -63,6 +64,30 @@ function namespaceTaken(namespace: string, claim: Uint8Array | undefined): Alrea
   );
 }
 
+interface NamespaceMarker {
+  name?: unknown;
+  instanceId?: unknown;
+  released?: unknown;
+}
+
+/** The namespace's marker, or `undefined` when there is none (or it cannot be read as JSON). */
+async function readMarker(store: ObjectStore): Promise<NamespaceMarker | undefined> {
+  let reader: Awaited<ReturnType<ObjectStore["get"]>>;
+  try {
+    reader = await store.get(NAMESPACE_MARKER);
+  } catch (e) {
+    if (hasCode(e, "NOT_FOUND")) return undefined;
+    throw e;
+  }
+  const chunks: Buffer[] = [];
+  for await (const c of reader.body) chunks.push(c as Buffer);
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString("utf8")) as NamespaceMarker;
+  } catch {
+    return {};
+  }
+}
+
 /** Entry point of the library: repositories on one metadata engine. */
 export class Cairn {
   readonly engine: MetadataEngine;
@@ -119,6 +144,19 @@ export class Cairn {
   async deleteRepository(name: string): Promise<void> {
     const record = await this.#record(name);
     await this.engine.delete(GLOBAL_PARTITION, repoKey(name));
+    // Mark the namespace released (its objects stay): a new repository may take it, as after a restore.
+    try {
+      const store = await this.#store(record.namespace);
+      const marker = await readMarker(store);
+      if (marker?.instanceId === record.instanceId) {
+        const released = { ...marker, released: true, releasedAt: this.#now().toISOString() };
+        await store.put(NAMESPACE_MARKER, Buffer.from(`${JSON.stringify(released)}\n`), {
+          contentType: "application/json",
+        });
+      }
+    } catch {
+      // The metadata is gone either way; an unreachable namespace keeps its marker, and create-bare takes it.
+    }
     const claim = await this.engine.get(GLOBAL_PARTITION, namespaceKey(record.namespace));
     if (
       claim &&
@@ -165,15 +203,9 @@ export class Cairn {
     if (claimed) throw namespaceTaken(namespace, claimed);
     const store = await this.#store(namespace);
     if (!bare) {
-      const marker = await store.head(NAMESPACE_MARKER);
-      if (marker) {
-        let owner = "another repository";
-        try {
-          const reader = await store.get(NAMESPACE_MARKER);
-          const chunks: Buffer[] = [];
-          for await (const c of reader.body) chunks.push(c as Buffer);
-          owner = `repository "${JSON.parse(Buffer.concat(chunks).toString("utf8")).name}"`;
-        } catch {}
+      const marker = await readMarker(store);
+      if (marker && !marker.released) {
+        const owner = typeof marker.name === "string" ? `repository "${marker.name}"` : "another repository";
         throw new PreconditionFailedError(
           `Storage namespace ${redactUrl(namespace)} already holds the data of ${owner}; choose another namespace, or create the repository bare to restore into it.`,
         );

@@ -173,8 +173,9 @@ export function describeRepository(name: string, options: RepositorySuiteOptions
         await cairn.deleteRepository("gone");
         expect(await code(cairn.getRepository("gone"))).toBe("NOT_FOUND");
         expect(await code(cairn.deleteRepository("gone"))).toBe("NOT_FOUND");
-        const again = await cairn.createBareRepository({ name: "gone", namespace });
-        expect(await collect(again.listBranches())).toEqual([]);
+        // The namespace was released: a new repository may take it; its objects are still there.
+        const again = await cairn.createRepository({ name: "gone", namespace });
+        expect((await collect(again.listBranches())).map((b) => b.name)).toEqual(["main"]);
       });
     });
 
