@@ -101,17 +101,15 @@ const privateKeyFrom = (options: DecryptOptions): KeyObject => {
         : { key: options.privateKeyPem, format: "pem", passphrase: options.passphrase },
     );
   } catch (cause) {
-    const code = (cause as { code?: string }).code ?? "";
-    const message = (cause as Error).message ?? "";
-    if (code === "ERR_MISSING_PASSPHRASE" || /passphrase/i.test(message)) {
-      throw new ManifestError(
-        "BAD_PASSPHRASE",
-        "The private key is encrypted and no passphrase was given (set CAIRN_RSA_PASSPHRASE).",
-        { cause },
-      );
-    }
-    if (/bad decrypt|BAD_DECRYPT/i.test(`${code} ${message}`)) {
-      throw new ManifestError("BAD_PASSPHRASE", "The passphrase of the private key is wrong.", { cause });
+    // OpenSSL's errors differ by key format and version; whether the PEM is encrypted is plain to see.
+    if (/ENCRYPTED/.test(options.privateKeyPem)) {
+      throw options.passphrase === undefined
+        ? new ManifestError(
+            "BAD_PASSPHRASE",
+            "The private key is encrypted and no passphrase was given (set CAIRN_RSA_PASSPHRASE).",
+            { cause },
+          )
+        : new ManifestError("BAD_PASSPHRASE", "The passphrase of the private key is wrong.", { cause });
     }
     throw new ManifestError("INVALID_OPTIONS", "decrypt.privateKeyPem is not a readable PEM private key.", {
       cause,
@@ -211,8 +209,13 @@ export class ByteReader {
   /** Bytes handed out so far. */
   consumed = 0;
 
-  constructor(source: AsyncIterable<Uint8Array>) {
-    this.#source = source[Symbol.asyncIterator]();
+  constructor(source: AsyncIterable<Uint8Array> | Iterable<Uint8Array>) {
+    this.#source =
+      Symbol.asyncIterator in source
+        ? source[Symbol.asyncIterator]()
+        : (async function* () {
+            yield* source;
+          })();
   }
 
   /** Buffers at least `n` bytes when the source has them; returns how many are buffered. */

@@ -74,7 +74,7 @@ async function* gunzip(source: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
 
 /** Undoes encryption (when the input starts with the envelope magic) and gzip (when the bytes start with 1f 8b). */
 async function* plainBytes(
-  input: AsyncIterable<Uint8Array>,
+  input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   options: ReadDumpOptions,
 ): AsyncGenerator<Buffer> {
   const raw = new ByteReader(input);
@@ -100,7 +100,7 @@ class Reader implements DumpReader {
   #header: Promise<DumpHeader> | undefined;
   #iterated = false;
 
-  constructor(input: AsyncIterable<Uint8Array>, options: ReadDumpOptions) {
+  constructor(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: ReadDumpOptions) {
     this.#options = options;
     this.#items = this.#parse(plainBytes(input, options));
   }
@@ -307,10 +307,10 @@ class Reader implements DumpReader {
 }
 
 /**
- * Reads a dump from `input` (a Node Readable or any async iterable of bytes): decrypts it when it starts
+ * Reads a dump from `input` (a Node Readable, or any iterable or async iterable of byte chunks): decrypts it when it starts
  * with the envelope magic, gunzips it when it starts with the gzip magic, then checks it line by line.
  * Memory stays constant: one line and one chunk at a time.
  */
-export function readDump(input: AsyncIterable<Uint8Array>, options: ReadDumpOptions = {}): DumpReader {
+export function readDump(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: ReadDumpOptions = {}): DumpReader {
   return new Reader(input, options);
 }
