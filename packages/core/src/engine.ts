@@ -50,8 +50,25 @@ export interface MetadataEngine {
   /** What this engine guarantees beyond the contract. */
   readonly capabilities: EngineCapabilities;
 
+  /**
+   * Optional: a read-only view of the whole engine as it was at one point in time, for consistent dumps;
+   * writes made after it was taken (on any connection) are not seen through it. Present exactly when
+   * `capabilities.consistency` is `"snapshot"`. Release it promptly: it may hold back the engine's own
+   * housekeeping (SQLite's WAL checkpoints, InnoDB's purge).
+   */
+  snapshot?(): Promise<EngineSnapshot>;
+
   /** Releases connections and files. Idempotent. Any later call rejects. */
   close(): Promise<void>;
+}
+
+/** A point-in-time, read-only view of an engine; see {@link MetadataEngine.snapshot}. */
+export interface EngineSnapshot {
+  get(partition: string, key: string): Promise<Uint8Array | undefined>;
+  scan(partition: string, options?: ScanOptions): AsyncIterable<KvEntry>;
+  partitions(): AsyncIterable<string>;
+  /** Ends the view. Idempotent; any later call rejects. */
+  release(): Promise<void>;
 }
 
 export interface ScanOptions {

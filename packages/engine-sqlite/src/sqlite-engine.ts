@@ -2,6 +2,7 @@ import { accessSync, constants, mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import {
   type EngineCapabilities,
+  type EngineSnapshot,
   InvalidArgumentError,
   type KvEntry,
   type MetadataEngine,
@@ -451,6 +452,43 @@ class SqliteEngineImpl implements SqliteEngine {
           ).get(previous) as { partition: Buffer } | undefined,
       );
     }
+  }
+
+  /**
+   * A second connection in a read transaction: in WAL mode its reads see the database as of its first read,
+   * whatever other connections commit meanwhile.
+   */
+  async snapshot(): Promise<EngineSnapshot> {
+    this.#run(() => undefined);
+    if (this.filename === ":memory:") {
+      throw new UnsupportedError(
+        "An in-memory SQLite database cannot give a snapshot: it has one connection.",
+      );
+    }
+    const db = openDatabase(this.filename, this.#config.busyTimeout);
+    let view: SqliteEngineImpl;
+    try {
+      view = new SqliteEngineImpl({ ...this.#config, filename: undefined, database: db });
+      db.exec("BEGIN");
+      // The snapshot is fixed by the first read of the transaction.
+      db.prepare("SELECT count(*) FROM cairn_meta").get();
+    } catch (error) {
+      db.close();
+      throw mapSqliteError(error, this.filename, { busyTimeout: this.#config.busyTimeout });
+    }
+    let released = false;
+    return {
+      get: (partition, key) => view.get(partition, key),
+      scan: (partition, options) => view.scan(partition, options),
+      partitions: () => view.partitions(),
+      release: async () => {
+        if (released) return;
+        released = true;
+        await view.close();
+        if (db.inTransaction) db.exec("COMMIT");
+        db.close();
+      },
+    };
   }
 
   async close(): Promise<void> {

@@ -723,6 +723,42 @@ export function describeEngine(name: string, options: EngineSuiteOptions): void 
       });
     });
 
+    describe("snapshot", () => {
+      it("is offered exactly when the engine claims snapshot consistency", { timeout }, async () => {
+        const engine = await connect();
+        expect(typeof engine.snapshot === "function").toBe(engine.capabilities.consistency === "snapshot");
+      });
+
+      it("sees the engine as it was, whatever other connections write afterwards", {
+        timeout,
+      }, async (ctx) => {
+        const engine = await connect();
+        if (!engine.snapshot) return ctx.skip();
+        const writer = await connect();
+        const p = partition();
+        const q = partition();
+        await setAll(engine, p, ["a", "b", "c"]);
+        const snap = await engine.snapshot();
+        try {
+          await writer.set(p, "a", utf8("changed"));
+          await writer.delete(p, "b");
+          await writer.set(p, "d", utf8("new"));
+          await writer.set(q, "x", utf8("new partition"));
+          expectBytes(await snap.get(p, "a"), utf8("v:a"));
+          expectBytes(await snap.get(p, "b"), utf8("v:b"));
+          expect(await snap.get(p, "d")).toBeUndefined();
+          expect(keysOf(await collect(snap.scan(p)))).toEqual(["a", "b", "c"]);
+          expect(await collect(snap.partitions())).not.toContain(q);
+          expect(keysOf(await collect(writer.scan(p)))).toEqual(["a", "c", "d"]);
+        } finally {
+          await snap.release();
+        }
+        await snap.release();
+        await expect(snap.get(p, "a")).rejects.toThrow();
+        expectBytes(await engine.get(p, "a"), utf8("changed"));
+      });
+    });
+
     describe("close", () => {
       it("is idempotent, and every later call rejects", { timeout }, async () => {
         const engine = await connect();

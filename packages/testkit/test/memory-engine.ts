@@ -4,8 +4,10 @@ import { compareKeys, type KvEntry, type MetadataEngine, type ScanOptions, type 
  * A reference engine in memory, to check the suite itself: `open()` returns a new connection to one shared map.
  * It yields to the event loop on every call so that concurrent callers interleave as they would over a network.
  */
-export function memoryEngine(): { open: () => Promise<MetadataEngine>; partitionCount: () => number } {
-  const data = new Map<string, Map<string, Uint8Array>>();
+export function memoryEngine(data = new Map<string, Map<string, Uint8Array>>()): {
+  open: () => Promise<MetadataEngine>;
+  partitionCount: () => number;
+} {
   const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
   return {
@@ -31,6 +33,19 @@ export function memoryEngine(): { open: () => Promise<MetadataEngine>; partition
       return {
         kind: "memory",
         capabilities: { atomicBatch: true, consistency: "snapshot" },
+        async snapshot() {
+          await tick();
+          check();
+          // A copy of the maps at this moment (values are copied on write, so sharing them is safe).
+          const copy = new Map([...data].map(([p, m]) => [p, new Map(m)]));
+          const view = await memoryEngine(copy).open();
+          return {
+            get: (p, k) => view.get(p, k),
+            scan: (p, o) => view.scan(p, o),
+            partitions: () => view.partitions(),
+            release: () => view.close(),
+          };
+        },
         async get(p, k) {
           await tick();
           check();
