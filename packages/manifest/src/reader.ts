@@ -110,19 +110,25 @@ class Reader implements DumpReader {
     return this.#header;
   }
 
-  async *[Symbol.asyncIterator](): AsyncGenerator<DumpRecord> {
+  // A plain iterator over #items rather than a second generator: one async hop per record, not two.
+  [Symbol.asyncIterator](): AsyncIterator<DumpRecord> {
     if (this.#iterated) throw new ManifestError("INVALID_OPTIONS", "A dump can be iterated only once.");
     this.#iterated = true;
-    await this.header();
-    try {
-      while (true) {
-        const next = await this.#items.next();
-        if (next.done) return;
-        yield next.value as DumpRecord;
-      }
-    } finally {
-      await this.#items.return(undefined);
-    }
+    const items = this.#items;
+    let started = false;
+    return {
+      next: async (): Promise<IteratorResult<DumpRecord>> => {
+        if (!started) {
+          started = true;
+          await this.header();
+        }
+        return (await items.next()) as IteratorResult<DumpRecord>;
+      },
+      return: async (): Promise<IteratorResult<DumpRecord>> => {
+        await items.return(undefined);
+        return { done: true, value: undefined };
+      },
+    };
   }
 
   async *#parse(bytes: AsyncIterable<Buffer>): AsyncGenerator<DumpHeader | DumpRecord> {
@@ -161,12 +167,12 @@ class Reader implements DumpReader {
       }
     };
 
-    // Returns the item to yield, or undefined for a line that yields nothing (blank line, footer).
+    // `line` ends with its "\n" when `terminated`. Returns the item to yield, or undefined for a line that yields nothing (blank line, footer).
     const handle = (line: Buffer, at: number, terminated: boolean): DumpHeader | DumpRecord | undefined => {
       lineNumber++;
       const where = `${prefix}line ${lineNumber}`;
-      const text = line.toString("utf8");
-      if (text.trim() === "") return undefined;
+      const text = line.toString("utf8", 0, terminated ? line.length - 1 : line.length);
+      if (line[0] !== 0x7b && text.trim() === "") return undefined;
       if (footer !== undefined) {
         throw new ManifestError("CORRUPT", `${where} (byte offset ${at}) comes after the footer.`);
       }
@@ -233,7 +239,6 @@ class Reader implements DumpReader {
       current = index;
       counts.set(type, (counts.get(type) ?? 0) + 1);
       hash.update(line);
-      hash.update("\n");
       return value as DumpRecord;
     };
 
@@ -248,7 +253,7 @@ class Reader implements DumpReader {
       let start = 0;
       let nl = chunk.indexOf(10);
       if (carry.length > 0 && nl !== -1) {
-        carry.push(chunk.subarray(0, nl));
+        carry.push(chunk.subarray(0, nl + 1));
         const at = base - carryBytes;
         const line = Buffer.concat(carry);
         carry = [];
@@ -259,7 +264,7 @@ class Reader implements DumpReader {
         nl = chunk.indexOf(10, start);
       }
       while (nl !== -1) {
-        const item = handle(chunk.subarray(start, nl), base + start, true);
+        const item = handle(chunk.subarray(start, nl + 1), base + start, true);
         if (item !== undefined) yield item;
         start = nl + 1;
         nl = chunk.indexOf(10, start);
@@ -311,6 +316,9 @@ class Reader implements DumpReader {
  * with the envelope magic, gunzips it when it starts with the gzip magic, then checks it line by line.
  * Memory stays constant: one line and one chunk at a time.
  */
-export function readDump(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: ReadDumpOptions = {}): DumpReader {
+export function readDump(
+  input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  options: ReadDumpOptions = {},
+): DumpReader {
   return new Reader(input, options);
 }

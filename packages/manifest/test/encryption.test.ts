@@ -77,7 +77,11 @@ describe.each<EncryptionAlgorithm>(["aes256gcm-rsa", "chacha20-rsa"])("envelope 
   test("one flipped header byte is detected", async () => {
     const bytes = Buffer.from(await encrypted());
     bytes[16]! ^= 0x01; // inside the nonce prefix
-    await expectManifestError(read(bytes, { decrypt }), "DECRYPT_FAILED", /Segment 0 at byte \d+ failed authentication/);
+    await expectManifestError(
+      read(bytes, { decrypt }),
+      "DECRYPT_FAILED",
+      /Segment 0 at byte \d+ failed authentication/,
+    );
   });
 
   test("truncated ciphertext is TRUNCATED", async () => {
@@ -105,7 +109,11 @@ describe.each<EncryptionAlgorithm>(["aes256gcm-rsa", "chacha20-rsa"])("envelope 
       bytes.subarray(s0, s1),
       bytes.subarray(s2),
     ]);
-    await expectManifestError(read(swapped, { decrypt }), "DECRYPT_FAILED", /^Segment 0 at byte \d+ failed authentication/);
+    await expectManifestError(
+      read(swapped, { decrypt }),
+      "DECRYPT_FAILED",
+      /^Segment 0 at byte \d+ failed authentication/,
+    );
   });
 
   test("bytes appended after the final segment are CORRUPT", async () => {
@@ -123,9 +131,13 @@ test("an unencrypted private key needs no passphrase; a non-RSA public key is re
   });
   const bytes = await dump(sampleRecords(), { encrypt: { publicKeyPem: pair.publicKey } });
   expect((await read(bytes, { decrypt: { privateKeyPem: pair.privateKey } })).records).toHaveLength(8);
-  const ec = generateKeyPairSync("ec", { namedCurve: "P-256", publicKeyEncoding: { type: "spki", format: "pem" } });
+  const ec = generateKeyPairSync("ec", {
+    namedCurve: "P-256",
+    publicKeyEncoding: { type: "spki", format: "pem" },
+    privateKeyEncoding: { type: "pkcs8", format: "pem" },
+  });
   await expectManifestError(
-    dump([], { encrypt: { publicKeyPem: ec.publicKey as unknown as string } }),
+    dump([], { encrypt: { publicKeyPem: ec.publicKey } }),
     "INVALID_OPTIONS",
     /ec key, not an RSA key/,
   );

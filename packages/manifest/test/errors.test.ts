@@ -22,14 +22,22 @@ describe("reading bad input", () => {
   });
 
   test("bytes that are not a dump are CORRUPT", async () => {
-    await expectManifestError(read(Buffer.from('{"hello":1}\n')), "CORRUPT", /line 1 is not a cairn\.dump header/);
+    await expectManifestError(
+      read(Buffer.from('{"hello":1}\n')),
+      "CORRUPT",
+      /line 1 is not a cairn\.dump header/,
+    );
   });
 
   test("a corrupted gzip stream is CORRUPT, without a zlib stack", async () => {
     const gz = await dump(sampleRecords(), { gzip: true });
     const bad = Buffer.from(gz);
     for (let i = 20; i < 40; i++) bad[i]! ^= 0xff;
-    await expectManifestError(read(bad), "CORRUPT", /^The gzip stream is corrupt after \d+ compressed bytes \(zlib: /);
+    await expectManifestError(
+      read(bad),
+      "CORRUPT",
+      /^The gzip stream is corrupt after \d+ compressed bytes \(zlib: /,
+    );
     const cut = gz.subarray(0, gz.length - 30);
     await expectManifestError(read(cut), "TRUNCATED", /gzip stream ends early/);
   });
@@ -92,9 +100,17 @@ describe("reading bad input", () => {
       lines[lines.length - 2] = JSON.stringify(footer);
       return lines;
     });
-    await expectManifestError(read(bytes), "COUNT_MISMATCH", /footer counts 3 "branch" records but 2 were read/);
+    await expectManifestError(
+      read(bytes),
+      "COUNT_MISMATCH",
+      /footer counts 3 "branch" records but 2 were read/,
+    );
     const dropped = editLines(await dump(sampleRecords()), (lines) => lines.filter((_, i) => i !== 4));
-    await expectManifestError(read(dropped), "COUNT_MISMATCH", /footer counts 1 "tag" records but 0 were read/);
+    await expectManifestError(
+      read(dropped),
+      "COUNT_MISMATCH",
+      /footer counts 1 "tag" records but 0 were read/,
+    );
   });
 
   test("one altered record is DIGEST_MISMATCH", async () => {
@@ -102,7 +118,11 @@ describe("reading bad input", () => {
       lines[5] = lines[5]!.replace('"first"', '"FIRST"');
       return lines;
     });
-    await expectManifestError(read(bytes), "DIGEST_MISMATCH", /sha256 [0-9a-f]{64} does not match the records read/);
+    await expectManifestError(
+      read(bytes),
+      "DIGEST_MISMATCH",
+      /sha256 [0-9a-f]{64} does not match the records read/,
+    );
   });
 
   test("a future major version is UNSUPPORTED_VERSION", async () => {
@@ -110,7 +130,11 @@ describe("reading bad input", () => {
       lines[0] = lines[0]!.replace('"version":1', '"version":2');
       return lines;
     });
-    await expectManifestError(read(bytes), "UNSUPPORTED_VERSION", /format version 2, newer than the 1 this reader supports/);
+    await expectManifestError(
+      read(bytes),
+      "UNSUPPORTED_VERSION",
+      /format version 2, newer than the 1 this reader supports/,
+    );
   });
 
   test("out-of-order sections are OUT_OF_ORDER", async () => {
@@ -130,12 +154,20 @@ describe("reading bad input", () => {
       lines[3] = lines[3]!.replace('"type":"branch"', '"type":"lease"');
       return lines;
     });
-    await expectManifestError(read(bytes), "INVALID_RECORD", /^line 4: record type "lease" is not one of the sections/);
+    await expectManifestError(
+      read(bytes),
+      "INVALID_RECORD",
+      /^line 4: record type "lease" is not one of the sections/,
+    );
   });
 
   test("lines after the footer are CORRUPT", async () => {
     const bytes = Buffer.concat([await dump(sampleRecords()), Buffer.from('{"type":"branch"}\n')]);
-    await expectManifestError(read(bytes), "CORRUPT", /^line 11 \(byte offset \d+\) comes after the footer\.$/);
+    await expectManifestError(
+      read(bytes),
+      "CORRUPT",
+      /^line 11 \(byte offset \d+\) comes after the footer\.$/,
+    );
   });
 
   test("gzip detection uses the magic bytes, not a file name", async () => {
@@ -171,7 +203,11 @@ describe("writing", () => {
   test("unknown types, reserved types and records failing the schema are refused", async () => {
     const writer = open();
     await expectManifestError(writer.write({ type: "lease" }), "INVALID_RECORD", /record 1 has type "lease"/);
-    await expectManifestError(writer.write({ type: "footer" }), "INVALID_RECORD", /record 1 has type "footer"/);
+    await expectManifestError(
+      writer.write({ type: "footer" }),
+      "INVALID_RECORD",
+      /record 1 has type "footer"/,
+    );
     await expectManifestError(
       writer.write({ type: "branch", name: "main" }),
       "INVALID_RECORD",
@@ -183,13 +219,23 @@ describe("writing", () => {
 
   test("bad sections are refused", () => {
     expect(() =>
-      writeDump({ output: sink().output, sections: ["a", "a"], source: { engine: "x" }, tool: { name: "t", version: "1" } }),
+      writeDump({
+        output: sink().output,
+        sections: ["a", "a"],
+        source: { engine: "x" },
+        tool: { name: "t", version: "1" },
+      }),
     ).toThrow(/sections\[1\] "a" is empty, reserved or repeated/);
   });
 
   test("abort leaves no footer, so the partial dump reads as TRUNCATED", async () => {
     const { output, bytes } = sink();
-    const writer = writeDump({ output, sections: SECTIONS, source: { engine: "x" }, tool: { name: "t", version: "1" } });
+    const writer = writeDump({
+      output,
+      sections: SECTIONS,
+      source: { engine: "x" },
+      tool: { name: "t", version: "1" },
+    });
     await writer.write({ type: "branch", name: "main" });
     await writer.abort();
     await expectManifestError(read(bytes()), "TRUNCATED", /./);

@@ -37,7 +37,12 @@ export const keys = (() => {
     publicKeyEncoding: { type: "spki", format: "pem" },
     privateKeyEncoding: { type: "pkcs8", format: "pem" },
   });
-  return { publicKeyPem: a.publicKey, privateKeyPem: a.privateKey, passphrase, otherPrivateKeyPem: b.privateKey };
+  return {
+    publicKeyPem: a.publicKey,
+    privateKeyPem: a.privateKey,
+    passphrase,
+    otherPrivateKeyPem: b.privateKey,
+  };
 })();
 
 /** A Writable collecting everything written to it. */

@@ -27,12 +27,19 @@ async function streamThrough(options: Partial<WriteDumpOptions>): Promise<number
   let peak = 0;
   const writing = (async () => {
     for (let i = 0; i < COUNT; i++) {
-      await writer.write({ type: "commit", id: `${i}`.padStart(64, "0"), parents: [i - 1], message: `commit ${i}` });
+      await writer.write({
+        type: "commit",
+        id: `${i}`.padStart(64, "0"),
+        parents: [i - 1],
+        message: `commit ${i}`,
+      });
     }
     await writer.end();
   })();
   let n = 0;
-  const reader = readDump(pipe, { decrypt: { privateKeyPem: keys.privateKeyPem, passphrase: keys.passphrase } });
+  const reader = readDump(pipe, {
+    decrypt: { privateKeyPem: keys.privateKeyPem, passphrase: keys.passphrase },
+  });
   for await (const record of reader) {
     if (record.type === "commit") n++;
     if (n % 50_000 === 0) peak = Math.max(peak, heap() - before);

@@ -15,12 +15,16 @@ test("random records round-trip through every combination of gzip and encryption
       fc.constantFrom(undefined, "aes256gcm-rsa", "chacha20-rsa"),
       fc.integer({ min: 1, max: 4096 }),
       async (records, gzip, algorithm, _chunk) => {
-        const sorted = [...records].sort((a, b) => SECTIONS.indexOf(a.type as never) - SECTIONS.indexOf(b.type as never));
+        const sorted = [...records].sort(
+          (a, b) => SECTIONS.indexOf(a.type as never) - SECTIONS.indexOf(b.type as never),
+        );
         const bytes = await dump(sorted, {
           gzip,
           ...(algorithm === undefined ? {} : { encrypt: { publicKeyPem: keys.publicKeyPem, algorithm } }),
         });
-        const back = await read(bytes, { decrypt: { privateKeyPem: keys.privateKeyPem, passphrase: keys.passphrase } });
+        const back = await read(bytes, {
+          decrypt: { privateKeyPem: keys.privateKeyPem, passphrase: keys.passphrase },
+        });
         expect(back.records).toEqual(sorted.map((record) => JSON.parse(JSON.stringify(record))));
         for (const type of SECTIONS) {
           expect(back.footer?.counts[type]).toBe(sorted.filter((record) => record.type === type).length);

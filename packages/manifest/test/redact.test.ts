@@ -1,7 +1,7 @@
 import { expect, test } from "vitest";
 import { isSecretKey, redactSecrets } from "../src/index.js";
 
-test("redactSecrets replaces credential-looking fields and URL passwords with \"removed\"", () => {
+test('redactSecrets replaces credential-looking fields and URL passwords with "removed"', () => {
   const settings = {
     engine: "mysql://cairn:s3cret@db:3306/cairn",
     store: {

@@ -11,8 +11,14 @@ const variants: [string, Partial<WriteDumpOptions>][] = [
   ["gzip", { gzip: true }],
   ["aes256gcm-rsa", { encrypt: { publicKeyPem: keys.publicKeyPem } }],
   ["chacha20-rsa", { encrypt: { publicKeyPem: keys.publicKeyPem, algorithm: "chacha20-rsa" } }],
-  ["gzip + aes256gcm-rsa", { gzip: 9, encrypt: { publicKeyPem: keys.publicKeyPem, algorithm: "aes256gcm-rsa" } }],
-  ["gzip + chacha20-rsa", { gzip: true, encrypt: { publicKeyPem: keys.publicKeyPem, algorithm: "chacha20-rsa" } }],
+  [
+    "gzip + aes256gcm-rsa",
+    { gzip: 9, encrypt: { publicKeyPem: keys.publicKeyPem, algorithm: "aes256gcm-rsa" } },
+  ],
+  [
+    "gzip + chacha20-rsa",
+    { gzip: true, encrypt: { publicKeyPem: keys.publicKeyPem, algorithm: "chacha20-rsa" } },
+  ],
 ];
 
 describe("round trip", () => {
@@ -31,7 +37,14 @@ describe("round trip", () => {
       consistency: "snapshot",
       sections: [...SECTIONS],
     });
-    expect(footer?.counts).toEqual({ repository: 1, branch: 2, tag: 1, commit: 2, staged: 1, "engine-record": 1 });
+    expect(footer?.counts).toEqual({
+      repository: 1,
+      branch: 2,
+      tag: 1,
+      commit: 2,
+      staged: 1,
+      "engine-record": 1,
+    });
   });
 
   test("the plain form is JSON Lines with a digest over the record lines", async () => {
@@ -56,7 +69,11 @@ describe("round trip", () => {
   });
 
   test("an encrypted dump larger than one segment round-trips; an empty dump too", async () => {
-    const many = Array.from({ length: 3000 }, (_, i) => ({ type: "commit", id: `c${i}`, message: "x".repeat(50) }));
+    const many = Array.from({ length: 3000 }, (_, i) => ({
+      type: "commit",
+      id: `c${i}`,
+      message: "x".repeat(50),
+    }));
     const bytes = await dump(many, { encrypt: { publicKeyPem: keys.publicKeyPem } });
     expect((await read(bytes, { decrypt })).records).toEqual(many);
     const empty = await dump([], { encrypt: { publicKeyPem: keys.publicKeyPem }, gzip: true });
