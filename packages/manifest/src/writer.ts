@@ -16,8 +16,10 @@ import {
 import { checkSchema, type RecordSchemas } from "./schema.js";
 
 export interface WriteDumpOptions {
-  /** Where the dump's bytes go; it is ended by {@link DumpWriter.end} and destroyed on failure. */
+  /** Where the dump's bytes go; it is ended by {@link DumpWriter.end} (see `endOutput`) and destroyed on failure. */
   readonly output: Writable;
+  /** End `output` after the footer; `false` leaves it open (e.g. `process.stdout`). @default true */
+  readonly endOutput?: boolean;
   /** Record types in the order their sections must appear, e.g. `["repository", "branch", "commit"]`. */
   readonly sections: readonly string[];
   /** What is dumped; `engine` names the metadata engine kind. Written to the header. */
@@ -89,9 +91,11 @@ export function writeDump(options: WriteDumpOptions): DumpWriter {
   if (options.encrypt) stages.push(createEncryptStream(options.encrypt));
   const head = new PassThrough({ highWaterMark: BATCH_CHARS });
   let failure: unknown;
-  const done = pipeline([head, ...stages, options.output]).catch((error: unknown) => {
-    failure ??= error;
-  });
+  const done = pipeline([head, ...stages, options.output], { end: options.endOutput ?? true }).catch(
+    (error: unknown) => {
+      failure ??= error;
+    },
+  );
 
   const hash = createHash("sha256");
   const counts = new Map<string, number>(sections.map((type) => [type, 0]));

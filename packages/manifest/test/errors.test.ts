@@ -253,3 +253,60 @@ describe("writing", () => {
     );
   });
 });
+
+describe("streams", () => {
+  test("write waits while the output is slow, and endOutput: false leaves it open", async () => {
+    const { Writable } = await import("node:stream");
+    const chunks: Buffer[] = [];
+    let release: (() => void) | undefined;
+    const output = new Writable({
+      highWaterMark: 1024,
+      write(chunk: Buffer, _encoding, callback) {
+        chunks.push(chunk);
+        release = callback;
+      },
+    });
+    const writer = writeDump({
+      output,
+      endOutput: false,
+      sections: SECTIONS,
+      source: { engine: "x" },
+      tool: { name: "t", version: "1" },
+    });
+    let written = 0;
+    const writing = (async () => {
+      for (let i = 0; i < 5000; i++) {
+        await writer.write({ type: "commit", id: `c${i}`, message: "x".repeat(100) });
+        written++;
+      }
+      await writer.end();
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(written).toBeLessThan(5000);
+    let finished = false;
+    void writing.then(() => {
+      finished = true;
+    });
+    while (!finished) {
+      const next = release;
+      release = undefined;
+      next?.();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await writing;
+    expect(output.writableEnded).toBe(false);
+    const { records } = await read(Buffer.concat(chunks));
+    expect(records).toHaveLength(5000);
+  });
+
+  test("an envelope of a newer version is UNSUPPORTED_VERSION", async () => {
+    const { keys } = await import("./helpers.js");
+    const bytes = Buffer.from(await dump(sampleRecords(), { encrypt: { publicKeyPem: keys.publicKeyPem } }));
+    bytes[8] = 2;
+    await expectManifestError(
+      read(bytes, { decrypt: { privateKeyPem: keys.privateKeyPem, passphrase: keys.passphrase } }),
+      "UNSUPPORTED_VERSION",
+      /Encryption envelope version 2 is not supported/,
+    );
+  });
+});
