@@ -94,3 +94,6 @@ export function table(rows: readonly (readonly string[])[]): string[] {
     row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join("  "),
   );
 }
+
+/** `1 file`, `2 files`. */
+export const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? "" : "s"}`;

@@ -14,7 +14,15 @@ import type { Command } from "commander";
 import { forEachBounded } from "./bounded.js";
 import { guessContentType } from "./content-type.js";
 import { UsageError } from "./errors.js";
-import { collect, describeEntry, formatSize, formatTime, parseKeyValues, positiveInt } from "./format.js";
+import {
+  collect,
+  describeEntry,
+  formatSize,
+  formatTime,
+  parseKeyValues,
+  plural,
+  positiveInt,
+} from "./format.js";
 import { inside, isDirectory, statLocal, walkLocal, writeFileAtomically } from "./local-files.js";
 import { type App, action, type Ctx } from "./program.js";
 import { startProgress } from "./progress.js";
@@ -24,8 +32,6 @@ const DEFAULT_PARALLEL = 8;
 
 /** A URI path used as a folder: "" stays "" (the root), else it ends with exactly one "/". */
 const asFolder = (path: string | undefined): string => (!path ? "" : path.endsWith("/") ? path : `${path}/`);
-
-const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 interface UploadOptions {
   recursive?: boolean;

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import type { Registry, Repository } from "@cairn/core";
 import { Command, Option } from "commander";
 import { registerBranchCommands } from "./branch-commands.js";
+import { registerDumpCommands } from "./dump-commands.js";
 import { registerFsCommands } from "./fs-commands.js";
 import { registerHistoryCommands } from "./history-commands.js";
 import { type Io, Output } from "./output.js";
@@ -126,6 +127,7 @@ Examples:
   registerFsCommands(program, app);
   registerHistoryCommands(program, app);
   registerTagCommands(program, app);
+  registerDumpCommands(program, app);
   registerTour(program, app);
 
   for (const sub of program.commands) addGlobalOptions(sub);

@@ -1,5 +1,6 @@
 export * from "./cairn.js";
 export * from "./codec.js";
+export * from "./dump.js";
 export * from "./engine.js";
 export * from "./errors.js";
 export { flattenPages, paginate } from "./iterate.js";

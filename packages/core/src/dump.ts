@@ -1,0 +1,433 @@
+import {
+  type DumpReader,
+  type DumpRecord,
+  type DumpWriter,
+  isManifestError,
+  type RecordSchemas,
+} from "@cairn/manifest";
+import { GLOBAL_PARTITION } from "./cairn.js";
+import { decodeJson, encodeJson } from "./codec.js";
+import type { EngineSnapshot, KvEntry, MetadataEngine, ScanOptions, WriteOp } from "./engine.js";
+import {
+  type CairnError,
+  CorruptError,
+  InvalidArgumentError,
+  PreconditionFailedError,
+  UnsupportedError,
+} from "./errors.js";
+
+/**
+ * The record types of an engine dump, in the order their sections appear. Commits come before the branches and
+ * tags that point at them, so a loader checks references as it streams.
+ */
+export const ENGINE_DUMP_SECTIONS = [
+  "repository",
+  "commit",
+  "branch",
+  "tag",
+  "staged",
+  "engine-record",
+] as const;
+
+/** Fields every record of each type must have; the manifest reader checks them line by line. */
+export const ENGINE_DUMP_SCHEMAS: RecordSchemas = {
+  repository: {
+    name: "string",
+    id: "string",
+    namespace: "string",
+    defaultBranch: "string",
+    createdAt: "string",
+    bare: "boolean",
+  },
+  commit: {
+    repository: "string",
+    id: "string",
+    parents: "array",
+    metarangeId: "string",
+    message: "string",
+    author: "string",
+    metadata: "object",
+    createdAt: "string",
+    generation: "integer",
+  },
+  branch: {
+    repository: "string",
+    name: "string",
+    commitId: "string",
+    stagingToken: "string",
+    sealedTokens: "array",
+  },
+  tag: { repository: "string", name: "string", commitId: "string" },
+  staged: { repository: "string", token: "string", path: "string", entry: "object?", deleted: "boolean?" },
+  "engine-record": { partition: "string", key: "string", value: "string" },
+};
+
+export interface DumpEngineOptions {
+  /** Only this repository (and no engine records). */
+  repository?: string;
+  /** Leave out staged (uncommitted) entries. */
+  staging?: boolean;
+  /** Called every so many records, for progress. */
+  onRecord?: (count: number) => void;
+}
+
+export interface LoadEngineOptions {
+  /** Load only this repository of the dump, into an engine that may hold others (but not this one). */
+  repository?: string;
+  onRecord?: (count: number) => void;
+}
+
+export interface LoadResult {
+  repositories: string[];
+  counts: Record<string, number>;
+}
+
+type Reader = Pick<EngineSnapshot, "get" | "scan" | "partitions">;
+
+interface RepositoryRecord {
+  name: string;
+  namespace: string;
+  defaultBranch: string;
+  createdAt: string;
+  bare: boolean;
+  instanceId: string;
+}
+
+const REPO_PREFIX = "repos/";
+const NAMESPACE_PREFIX = "namespaces/";
+const partitionOf = (instanceId: string) => `repo-${instanceId}`;
+
+/**
+ * Writes the whole engine — or one repository — as records of the uniform dump format, which any engine can
+ * load. Reads through a snapshot when the engine offers one, so the dump is one point in time; the writer's
+ * header should say so (`consistency`). Returns nothing; the caller ends the writer.
+ */
+export async function dumpEngine(
+  engine: MetadataEngine,
+  writer: Pick<DumpWriter, "write">,
+  options: DumpEngineOptions = {},
+): Promise<void> {
+  const snapshot = engine.snapshot ? await engine.snapshot() : undefined;
+  const source: Reader = snapshot ?? engine;
+  let count = 0;
+  const emit = async (record: DumpRecord) => {
+    await writer.write(record);
+    if (++count % 10_000 === 0) options.onRecord?.(count);
+  };
+  try {
+    await dumpRecords(source, emit, options);
+    options.onRecord?.(count);
+  } catch (error) {
+    throw asCairnError(error);
+  } finally {
+    await snapshot?.release();
+  }
+}
+
+async function dumpRecords(
+  source: Reader,
+  emit: (record: DumpRecord) => Promise<void>,
+  options: DumpEngineOptions,
+): Promise<void> {
+  const repos: RepositoryRecord[] = [];
+  for await (const { key, value } of source.scan(GLOBAL_PARTITION, { prefix: REPO_PREFIX })) {
+    const r = decodeJson<RepositoryRecord>(value, `${GLOBAL_PARTITION}/${key}`);
+    if (options.repository !== undefined && r.name !== options.repository) continue;
+    repos.push(r);
+  }
+  if (options.repository !== undefined && repos.length === 0) {
+    throw new InvalidArgumentError(`Repository "${options.repository}" not found in the engine.`);
+  }
+  for (const r of repos) {
+    await emit({
+      type: "repository",
+      name: r.name,
+      id: r.instanceId,
+      namespace: r.namespace,
+      defaultBranch: r.defaultBranch,
+      createdAt: r.createdAt,
+      bare: r.bare,
+    });
+  }
+  const section = async (prefix: string, toRecord: (repo: string, e: KvEntry) => DumpRecord) => {
+    for (const r of repos) {
+      for await (const e of source.scan(partitionOf(r.instanceId), { prefix }))
+        await emit(toRecord(r.name, e));
+    }
+  };
+  await section("commit/", (repository, { key, value }) => {
+    const c = decodeJson<Record<string, unknown>>(value, key);
+    return { type: "commit", repository, id: key.slice("commit/".length), ...c };
+  });
+  await section("branch/", (repository, { key, value }) => ({
+    type: "branch",
+    repository,
+    name: key.slice("branch/".length),
+    ...decodeJson<Record<string, unknown>>(value, key),
+  }));
+  await section("tag/", (repository, { key, value }) => ({
+    type: "tag",
+    repository,
+    name: key.slice("tag/".length),
+    ...decodeJson<Record<string, unknown>>(value, key),
+  }));
+  if (options.staging !== false) {
+    await section("staged/", (repository, { key, value }) => {
+      const rest = key.slice("staged/".length);
+      const slash = rest.indexOf("/");
+      const v = decodeJson<{ entry?: unknown; deleted?: boolean }>(value, key);
+      return {
+        type: "staged",
+        repository,
+        token: rest.slice(0, slash),
+        path: rest.slice(slash + 1),
+        ...(v.entry ? { entry: v.entry } : { deleted: true }),
+      };
+    });
+  }
+  if (options.repository === undefined) {
+    // Everything else the engine holds, byte for byte: leases, export and backup state, future records.
+    const repoPartitions = new Set(repos.map((r) => partitionOf(r.instanceId)));
+    for await (const partition of source.partitions()) {
+      const known = repoPartitions.has(partition);
+      const scan: ScanOptions = {};
+      for await (const { key, value } of source.scan(partition, scan)) {
+        if (
+          partition === GLOBAL_PARTITION &&
+          (key.startsWith(REPO_PREFIX) || key.startsWith(NAMESPACE_PREFIX))
+        ) {
+          continue;
+        }
+        if (known && /^(commit|branch|tag|staged)\//.test(key)) continue;
+        await emit({ type: "engine-record", partition, key, value: Buffer.from(value).toString("base64") });
+      }
+    }
+  }
+}
+
+/**
+ * Loads a dump read by `@cairn/manifest`'s `readDump` into an empty engine (or, with `repository`, one that
+ * does not hold that repository). Every reference is checked (branches and tags to commits, commits to their
+ * parents, staged entries to their repository) and the footer verified before anything becomes visible: the
+ * repositories' own records are written last. On any failure what was written is removed again and the
+ * engine looks as it did before.
+ */
+export async function loadEngine(
+  engine: MetadataEngine,
+  reader: DumpReader,
+  options: LoadEngineOptions = {},
+): Promise<LoadResult> {
+  try {
+    await reader.header();
+  } catch (error) {
+    throw asCairnError(error);
+  }
+  if (options.repository === undefined) {
+    for await (const partition of engine.partitions()) {
+      throw new PreconditionFailedError(
+        `The target engine is not empty (it has partition "${partition}"); load into an empty engine, or load one repository with --repo.`,
+      );
+    }
+  } else if (await engine.get(GLOBAL_PARTITION, `${REPO_PREFIX}${options.repository}`)) {
+    throw new PreconditionFailedError(`The target engine already has repository "${options.repository}".`);
+  }
+
+  const repos = new Map<string, RepositoryRecord & { commits: Set<string>; parents: Set<string> }>();
+  const written = new Set<string>();
+  const counts: Record<string, number> = {};
+  let batch: WriteOp[] = [];
+  let count = 0;
+  const flush = async () => {
+    if (batch.length === 0) return;
+    const ops = batch;
+    batch = [];
+    await engine.writeBatch(ops);
+  };
+  const put = async (partition: string, key: string, value: Uint8Array) => {
+    written.add(partition);
+    batch.push({ partition, key, value });
+    if (batch.length >= 1000) await flush();
+  };
+  const bad = (record: DumpRecord, why: string): never => {
+    throw new CorruptError(`Dump record ${count} (${record.type}): ${why}.`);
+  };
+  const repoOf = (record: DumpRecord) => {
+    const r = repos.get(record.repository as string);
+    if (!r) {
+      if (options.repository !== undefined) return undefined;
+      return bad(record, `repository "${String(record.repository)}" is not in the dump`);
+    }
+    return r;
+  };
+
+  try {
+    for await (const record of reader) {
+      count++;
+      counts[record.type] = (counts[record.type] ?? 0) + 1;
+      if (count % 10_000 === 0) options.onRecord?.(count);
+      switch (record.type) {
+        case "repository": {
+          if (options.repository !== undefined && record.name !== options.repository) break;
+          const { name, id, namespace, defaultBranch, createdAt, bare } = record as unknown as {
+            name: string;
+            id: string;
+            namespace: string;
+            defaultBranch: string;
+            createdAt: string;
+            bare: boolean;
+          };
+          if (repos.has(name)) bad(record, `repository "${name}" appears twice`);
+          repos.set(name, {
+            name,
+            namespace,
+            defaultBranch,
+            createdAt,
+            bare,
+            instanceId: id,
+            commits: new Set(),
+            parents: new Set(),
+          });
+          break;
+        }
+        case "commit": {
+          const r = repoOf(record);
+          if (!r) break;
+          const { type: _t, repository: _r, id, ...commit } = record as Record<string, unknown>;
+          const parents = commit.parents as unknown[];
+          if (!parents.every((p) => typeof p === "string")) bad(record, "parents must be commit ids");
+          r.commits.add(id as string);
+          for (const p of parents as string[]) r.parents.add(p);
+          await put(partitionOf(r.instanceId), `commit/${id as string}`, encodeJson(commit));
+          break;
+        }
+        case "branch":
+        case "tag": {
+          const r = repoOf(record);
+          if (!r) break;
+          const { type, repository: _r, name, ...value } = record as Record<string, unknown>;
+          if (!r.commits.has(value.commitId as string)) {
+            bad(
+              record,
+              `${type} "${String(name)}" points at commit ${String(value.commitId)}, which is not in the dump`,
+            );
+          }
+          await put(partitionOf(r.instanceId), `${type}/${String(name)}`, encodeJson(value));
+          break;
+        }
+        case "staged": {
+          const r = repoOf(record);
+          if (!r) break;
+          const { token, path, entry } = record as Record<string, unknown>;
+          const value = entry ? { entry } : { deleted: true, path };
+          await put(partitionOf(r.instanceId), `staged/${String(token)}/${String(path)}`, encodeJson(value));
+          break;
+        }
+        case "engine-record": {
+          if (options.repository !== undefined) break;
+          const { partition, key, value } = record as Record<string, string>;
+          await put(partition!, key!, Buffer.from(value!, "base64"));
+          break;
+        }
+        default:
+          bad(record, "unknown record type");
+      }
+    }
+    for (const r of repos.values()) {
+      for (const p of r.parents) {
+        if (!r.commits.has(p)) {
+          throw new CorruptError(
+            `Repository "${r.name}" in the dump has a commit whose parent ${p} is not in the dump.`,
+          );
+        }
+      }
+      if (!r.bare && !(await engine.get(partitionOf(r.instanceId), `branch/${r.defaultBranch}`))) {
+        await flush();
+        if (!(await engine.get(partitionOf(r.instanceId), `branch/${r.defaultBranch}`))) {
+          throw new CorruptError(
+            `Repository "${r.name}" in the dump has no default branch "${r.defaultBranch}".`,
+          );
+        }
+      }
+    }
+    if (options.repository !== undefined && repos.size === 0) {
+      throw new InvalidArgumentError(`Repository "${options.repository}" is not in the dump.`);
+    }
+    await flush();
+    // Last: the records that make repositories visible.
+    for (const r of repos.values()) {
+      const { commits: _c, parents: _p, ...record } = r;
+      await put(
+        GLOBAL_PARTITION,
+        `${NAMESPACE_PREFIX}${r.namespace}`,
+        encodeJson({ repository: r.name, instanceId: r.instanceId }),
+      );
+      await put(
+        GLOBAL_PARTITION,
+        `${REPO_PREFIX}${r.name}`,
+        encodeJson({
+          name: record.name,
+          namespace: record.namespace,
+          defaultBranch: record.defaultBranch,
+          createdAt: record.createdAt,
+          bare: record.bare,
+          instanceId: record.instanceId,
+        }),
+      );
+    }
+    await flush();
+    options.onRecord?.(count);
+    return { repositories: [...repos.keys()], counts };
+  } catch (error) {
+    batch = [];
+    await undo(engine, written, options.repository === undefined ? undefined : repos);
+    throw asCairnError(error);
+  }
+}
+
+/** A dump format error as the cairn error a user sees (one sentence, stable code); others unchanged. */
+export function asCairnError(error: unknown): unknown {
+  if (!isManifestError(error)) return error;
+  let mapped: CairnError;
+  switch (error.code) {
+    case "UNSUPPORTED_VERSION":
+      mapped = new UnsupportedError(error.message, { cause: error });
+      break;
+    case "ENCRYPTED":
+    case "WRONG_KEY":
+    case "BAD_PASSPHRASE":
+    case "INVALID_OPTIONS":
+      mapped = new InvalidArgumentError(error.message, { cause: error });
+      break;
+    default:
+      mapped = new CorruptError(error.message, { cause: error });
+  }
+  return mapped;
+}
+
+/** Removes what a failed load wrote. */
+async function undo(
+  engine: MetadataEngine,
+  partitions: Set<string>,
+  only: Map<string, { instanceId: string; namespace: string; name: string }> | undefined,
+): Promise<void> {
+  for (const partition of partitions) {
+    if (only && partition === GLOBAL_PARTITION) {
+      for (const r of only.values()) {
+        await engine.delete(GLOBAL_PARTITION, `${REPO_PREFIX}${r.name}`).catch(() => {});
+        await engine.delete(GLOBAL_PARTITION, `${NAMESPACE_PREFIX}${r.namespace}`).catch(() => {});
+      }
+      continue;
+    }
+    try {
+      for (;;) {
+        const keys: WriteOp[] = [];
+        for await (const { key } of engine.scan(partition, { limit: 1000 }))
+          keys.push({ partition, key, value: null });
+        if (keys.length === 0) break;
+        await engine.writeBatch(keys);
+      }
+    } catch {
+      // Best effort: the repositories' records were not written, so what is left is not visible.
+    }
+  }
+}
