@@ -254,13 +254,19 @@ export class ByteReader {
 
   /** Everything left, chunk by chunk. */
   async *rest(): AsyncGenerator<Buffer> {
-    for (const chunk of this.#chunks) yield chunk;
-    this.#chunks = [];
-    this.#buffered = 0;
-    while (true) {
-      const next = await this.#source.next();
-      if (next.done) return;
-      yield Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value);
+    try {
+      const buffered = this.#chunks;
+      this.#chunks = [];
+      this.#buffered = 0;
+      for (const chunk of buffered) yield chunk;
+      while (true) {
+        const next = await this.#source.next();
+        if (next.done) return;
+        yield Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value);
+      }
+    } finally {
+      // A consumer that stops early must not leave the input (a file, a socket) open.
+      await this.close();
     }
   }
 
@@ -275,6 +281,14 @@ export class ByteReader {
  * by segment, after each has been authenticated.
  */
 export async function* decryptEnvelope(input: ByteReader, options: DecryptOptions): AsyncGenerator<Buffer> {
+  try {
+    yield* decryptSegments(input, options);
+  } finally {
+    await input.close();
+  }
+}
+
+async function* decryptSegments(input: ByteReader, options: DecryptOptions): AsyncGenerator<Buffer> {
   const fixed = await input.read(FIXED_HEADER_LENGTH);
   if (fixed.length < FIXED_HEADER_LENGTH) {
     throw new ManifestError(

@@ -105,3 +105,27 @@ describe("round trip", () => {
     expect(isGzipPath("dump.gzip")).toBe(false);
   });
 });
+
+describe("stopping early", () => {
+  test.each([
+    ["plain", {}],
+    ["gzip + encryption", { gzip: true, encrypt: { publicKeyPem: keys.publicKeyPem } }],
+  ] as const)("closes the input (%s)", async (_name, options) => {
+    const { mkdtemp, writeFile } = await import("node:fs/promises");
+    const { createReadStream } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const many = Array.from({ length: 5000 }, (_, i) => ({
+      type: "commit",
+      id: `c${i}`,
+      message: "x".repeat(100),
+    }));
+    const file = join(await mkdtemp(join(tmpdir(), "cairn-manifest-")), "dump");
+    await writeFile(file, await dump(many, options));
+    const input = createReadStream(file, { highWaterMark: 4096 });
+    let n = 0;
+    for await (const _ of readDump(input, { decrypt })) if (++n === 10) break;
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(input.destroyed).toBe(true);
+  });
+});
