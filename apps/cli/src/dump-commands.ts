@@ -83,6 +83,7 @@ Examples:
             tool: { name: "cairn", version: VERSION },
             consistency: engine.snapshot ? "snapshot" : "none",
             gzip: opts.gzip ?? (target !== "-" && isGzipPath(target)),
+            endOutput: target !== "-",
             ...(publicKeyPem ? { encrypt: { publicKeyPem, algorithm: opts.encryptAlgo } } : {}),
           });
           try {

@@ -6,6 +6,7 @@ import { registerDumpCommands } from "./dump-commands.js";
 import { registerFsCommands } from "./fs-commands.js";
 import { registerHistoryCommands } from "./history-commands.js";
 import { type Io, Output } from "./output.js";
+import { registerRefsCommands } from "./refs-commands.js";
 import { registerRepoCommands } from "./repo-commands.js";
 import { DEFAULT_META, metaUrl, type Session } from "./session.js";
 import { registerTagCommands } from "./tag-commands.js";
@@ -128,6 +129,7 @@ Examples:
   registerHistoryCommands(program, app);
   registerTagCommands(program, app);
   registerDumpCommands(program, app);
+  registerRefsCommands(program, app);
   registerTour(program, app);
 
   for (const sub of program.commands) addGlobalOptions(sub);

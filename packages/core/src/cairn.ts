@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import type { DumpRecord } from "@cairn/manifest";
 import { decodeJson, encodeJson } from "./codec.js";
 import type { MetadataEngine } from "./engine.js";
 import {
@@ -10,6 +11,7 @@ import {
 } from "./errors.js";
 import type { RepositoryInfo } from "./model.js";
 import { validateRefName, validateRepositoryName } from "./names.js";
+import { type RestoreResult, restoreRefRecords } from "./refs-restore.js";
 import { type BranchRecord, commitId, newToken, Repository } from "./repository.js";
 import type { ObjectStore } from "./store.js";
 import { TreeStore } from "./tree/tree-store.js";
@@ -174,6 +176,32 @@ export class Cairn {
       }
     }
     if (batch.length) await this.engine.writeBatch(batch);
+  }
+
+  /**
+   * Restores a refs dump (commits, branches, tags of one repository, as `dumpEngine` writes them with
+   * `repository` set and without staging) into a bare repository whose namespace holds a copy of the source's.
+   * Refuses a repository that is not bare, a manifest whose default branch differs, and commits whose trees
+   * are missing from the namespace (naming them). Nothing is visible until everything passed: the repository
+   * stays bare until the end, and what was written is removed on failure.
+   */
+  async restoreRefs(name: string, records: AsyncIterable<DumpRecord>): Promise<RestoreResult> {
+    const record = await this.#record(name);
+    if (!record.bare) {
+      throw new PreconditionFailedError(
+        `Repository "${name}" is not bare; refs restore only into a repository created bare (cairn repo create-bare).`,
+      );
+    }
+    const partition = partitionOf(record.instanceId);
+    for await (const _ of this.engine.scan(partition, { limit: 1 })) {
+      throw new PreconditionFailedError(
+        `Repository "${name}" already holds refs; restore into a new bare repository.`,
+      );
+    }
+    const store = await this.#store(record.namespace);
+    const result = await restoreRefRecords(this.engine, partition, new TreeStore(store), record, records);
+    await this.markRestored(name);
+    return result;
   }
 
   /** Marks a bare repository as restored: it becomes an ordinary repository. */

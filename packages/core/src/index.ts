@@ -6,6 +6,7 @@ export * from "./errors.js";
 export { flattenPages, paginate } from "./iterate.js";
 export * from "./model.js";
 export * from "./names.js";
+export type { RestoreResult } from "./refs-restore.js";
 export * from "./registry.js";
 export {
   type BranchRecord,
