@@ -1,8 +1,29 @@
-import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import {
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { Cairn, type Change, type Entry, type Repository } from "@cairn/core";
+import {
+  Cairn,
+  type Change,
+  commitId,
+  dumpEngine,
+  ENGINE_DUMP_SCHEMAS,
+  ENGINE_DUMP_SECTIONS,
+  type Entry,
+  encodeJson,
+  loadEngine,
+  type Repository,
+} from "@cairn/core";
 import { factory as sqlite } from "@cairn/engine-sqlite";
+import { readDump, writeDump } from "@cairn/manifest";
 import { factory as fs } from "@cairn/store-fs";
 import pLimit from "p-limit";
 
@@ -87,6 +108,76 @@ async function onBigTree<T>(fn: (repo: Repository) => Promise<T>): Promise<T> {
   }
 }
 
+const DUMP_STAGED = 1_000_000;
+const DUMP_COMMITS = 100_000;
+
+/** An engine holding one repository with 100,000 commits and 1,000,000 staged entries (engine records only). */
+async function bigEngine(): Promise<void> {
+  const dir = join(DATA, "engine-1m");
+  if (existsSync(join(dir, "READY"))) return;
+  rmSync(dir, { recursive: true, force: true });
+  const { cairn, namespace, close } = await open(dir);
+  const repo = await cairn.createRepository({ name: "meta", namespace });
+  const seed = await repo.upload("main", "seed.bin", Buffer.from("seed\n"));
+  const root = await repo.getCommit((await repo.getBranch("main")).commitId);
+  const engine = cairn.engine;
+  const partition = (await findPartition(engine))!;
+  let parent = root;
+  const ops: { partition: string; key: string; value: Uint8Array }[] = [];
+  for (let i = 1; i <= DUMP_COMMITS; i++) {
+    const record = {
+      version: 1 as const,
+      parents: [parent.id],
+      metarangeId: root.metarangeId,
+      message: `commit ${i}`,
+      author: "bench",
+      metadata: { i: String(i) },
+      createdAt: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString(),
+      generation: parent.generation + 1,
+    };
+    const id = commitId(record);
+    ops.push({ partition, key: `commit/${id}`, value: encodeJson(record) });
+    parent = { ...root, id, generation: record.generation };
+    if (ops.length >= 5000) await engine.writeBatch(ops.splice(0));
+  }
+  const branch = JSON.parse(Buffer.from((await engine.get(partition, "branch/main"))!).toString("utf8"));
+  await engine.set(partition, "branch/main", encodeJson({ ...branch, commitId: parent.id }));
+  for (let i = 0; i < DUMP_STAGED; i++) {
+    const entry = { ...seed, path: pathOf(i), metadata: { n: String(i) } };
+    ops.push({ partition, key: `staged/${branch.stagingToken}/${entry.path}`, value: encodeJson({ entry }) });
+    if (ops.length >= 5000) await engine.writeBatch(ops.splice(0));
+  }
+  await engine.writeBatch(ops);
+  await close();
+  writeFileSync(join(dir, "READY"), "");
+}
+
+async function findPartition(engine: Cairn["engine"]): Promise<string | undefined> {
+  for await (const p of engine.partitions()) if (p.startsWith("repo-")) return p;
+  return undefined;
+}
+
+const dumpFile = () => join(DATA, "engine-1m.dump.json");
+
+async function dumpTo(file: string): Promise<number> {
+  const engine = await sqlite.open(`sqlite://${join(DATA, "engine-1m", "meta.db")}`);
+  try {
+    const writer = writeDump({
+      output: createWriteStream(file),
+      sections: ENGINE_DUMP_SECTIONS,
+      schemas: ENGINE_DUMP_SCHEMAS,
+      source: { engine: engine.kind },
+      tool: { name: "cairn-bench", version: "0" },
+      consistency: "snapshot",
+    });
+    await dumpEngine(engine, writer);
+    const footer = await writer.end();
+    return Object.values(footer.counts).reduce((a, b) => a + b, 0);
+  } finally {
+    await engine.close();
+  }
+}
+
 export const CASES: Case[] = [
   {
     name: "commit-10-of-1m",
@@ -153,6 +244,57 @@ export const CASES: Case[] = [
         if (n !== 10) throw new Error(`diff found ${n} changes, expected 10`);
         return { name: "diff-10-of-1m", ms, items: n, unit: "changes", note: "target ≤ 0.5 s" };
       }),
+  },
+  {
+    name: "dump-1m",
+    repeat: 3,
+    setup: bigEngine,
+    async run() {
+      const t0 = performance.now();
+      const records = await dumpTo(dumpFile());
+      const ms = performance.now() - t0;
+      // Baseline in the same run: the sqlite3 shell's own text dump of the same file.
+      const s0 = performance.now();
+      const shell = spawnSync("sqlite3", [join(DATA, "engine-1m", "meta.db"), ".dump"], {
+        stdio: ["ignore", "ignore", "ignore"],
+      });
+      const shellMs = performance.now() - s0;
+      const baseline =
+        shell.status === 0 ? `sqlite3 .dump ${(shellMs / 1000).toFixed(2)} s` : "sqlite3 CLI not found";
+      const mb = statSync(dumpFile()).size / 1e6;
+      return {
+        name: "dump-1m",
+        ms,
+        items: records,
+        unit: "records",
+        sqliteDumpMs: shell.status === 0 ? shellMs : undefined,
+        note: `${mb.toFixed(0)} MB; ${baseline}; target ≤ 5 s, ≤ 256 MB`,
+      };
+    },
+  },
+  {
+    name: "load-1m",
+    repeat: 3,
+    async setup() {
+      await bigEngine();
+      if (!existsSync(dumpFile())) await dumpTo(dumpFile());
+    },
+    async run() {
+      const dir = join(DATA, "load-1m");
+      rmSync(dir, { recursive: true, force: true });
+      mkdirSync(dir, { recursive: true });
+      const engine = await sqlite.open(`sqlite://${join(dir, "meta.db")}`);
+      const t0 = performance.now();
+      const result = await loadEngine(
+        engine,
+        readDump(createReadStream(dumpFile()), { schemas: ENGINE_DUMP_SCHEMAS }),
+      );
+      const ms = performance.now() - t0;
+      await engine.close();
+      rmSync(dir, { recursive: true, force: true });
+      const records = Object.values(result.counts).reduce((a, b) => a + b, 0);
+      return { name: "load-1m", ms, items: records, unit: "records", note: "target ≤ 10 s, ≤ 256 MB" };
+    },
   },
   {
     name: "upload-commit-100k",
