@@ -1,7 +1,7 @@
 import { randomBytes } from "node:crypto";
 import type { DumpRecord } from "@cairn/manifest";
 import { decodeJson, encodeJson } from "./codec.js";
-import type { MetadataEngine } from "./engine.js";
+import { clearKeys, type MetadataEngine } from "./engine.js";
 import {
   AlreadyExistsError,
   hasCode,
@@ -166,16 +166,7 @@ export class Cairn {
     ) {
       await this.engine.delete(GLOBAL_PARTITION, namespaceKey(record.namespace));
     }
-    const partition = partitionOf(record.instanceId);
-    let batch: { partition: string; key: string; value: null }[] = [];
-    for await (const { key } of this.engine.scan(partition)) {
-      batch.push({ partition, key, value: null });
-      if (batch.length >= 1000) {
-        await this.engine.writeBatch(batch);
-        batch = [];
-      }
-    }
-    if (batch.length) await this.engine.writeBatch(batch);
+    await clearKeys(this.engine, partitionOf(record.instanceId));
   }
 
   /**
@@ -278,8 +269,7 @@ export class Cairn {
       }
     } catch (e) {
       await this.engine.delete(GLOBAL_PARTITION, namespaceKey(namespace)).catch(() => {});
-      for await (const { key } of this.engine.scan(partition))
-        await this.engine.delete(partition, key).catch(() => {});
+      await clearKeys(this.engine, partition).catch(() => {});
       throw e;
     }
     return this.#handle(record);

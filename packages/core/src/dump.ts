@@ -7,7 +7,14 @@ import {
 } from "@cairn/manifest";
 import { GLOBAL_PARTITION } from "./cairn.js";
 import { decodeJson, encodeJson } from "./codec.js";
-import type { EngineSnapshot, KvEntry, MetadataEngine, ScanOptions, WriteOp } from "./engine.js";
+import {
+  clearKeys,
+  type EngineSnapshot,
+  type KvEntry,
+  type MetadataEngine,
+  type ScanOptions,
+  type WriteOp,
+} from "./engine.js";
 import {
   type CairnError,
   CorruptError,
@@ -419,13 +426,7 @@ async function undo(
       continue;
     }
     try {
-      for (;;) {
-        const keys: WriteOp[] = [];
-        for await (const { key } of engine.scan(partition, { limit: 1000 }))
-          keys.push({ partition, key, value: null });
-        if (keys.length === 0) break;
-        await engine.writeBatch(keys);
-      }
+      await clearKeys(engine, partition);
     } catch {
       // Best effort: the repositories' records were not written, so what is left is not visible.
     }

@@ -116,3 +116,14 @@ export function compareKeys(a: string, b: string): number {
   }
   return a.length - b.length;
 }
+
+/** Deletes every key of `partition` that starts with `prefix`, a thousand per batch. */
+export async function clearKeys(engine: MetadataEngine, partition: string, prefix = ""): Promise<void> {
+  for (;;) {
+    const ops: WriteOp[] = [];
+    for await (const { key } of engine.scan(partition, { prefix, limit: 1000 }))
+      ops.push({ partition, key, value: null });
+    if (ops.length === 0) return;
+    await engine.writeBatch(ops);
+  }
+}

@@ -1,7 +1,7 @@
 import type { DumpRecord } from "@cairn/manifest";
 import { encodeJson } from "./codec.js";
 import { asCairnError } from "./dump.js";
-import type { MetadataEngine, WriteOp } from "./engine.js";
+import { clearKeys, type MetadataEngine, type WriteOp } from "./engine.js";
 import { CorruptError, InvalidArgumentError, PreconditionFailedError } from "./errors.js";
 import type { RepositoryInfo } from "./model.js";
 import { metarangeKey, rangeKey } from "./tree/format.js";
@@ -119,17 +119,9 @@ export async function restoreRefRecords(
     return result;
   } catch (error) {
     // Nothing of a failed restore stays: the partition was empty before.
-    try {
-      for (;;) {
-        const keys: WriteOp[] = [];
-        for await (const { key } of engine.scan(partition, { limit: 1000 }))
-          keys.push({ partition, key, value: null });
-        if (keys.length === 0) break;
-        await engine.writeBatch(keys);
-      }
-    } catch {
+    await clearKeys(engine, partition).catch(() => {
       // Left invisible: the repository is still bare.
-    }
+    });
     throw asCairnError(error);
   }
 }

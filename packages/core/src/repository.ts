@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { Readable } from "node:stream";
 import pLimit from "p-limit";
 import { canonicalJson, decodeJson, encodeJson, sha256Hex } from "./codec.js";
-import { compareKeys, type MetadataEngine } from "./engine.js";
+import { clearKeys, compareKeys, type MetadataEngine } from "./engine.js";
 import {
   AlreadyExistsError,
   ConflictError,
@@ -978,17 +978,7 @@ export class Repository {
   }
 
   async #dropTokens(tokens: string[]): Promise<void> {
-    for (const token of tokens) {
-      let batch: { partition: string; key: string; value: null }[] = [];
-      for await (const { key } of this.#engine.scan(this.#p, { prefix: `staged/${token}/` })) {
-        batch.push({ partition: this.#p, key, value: null });
-        if (batch.length >= 1000) {
-          await this.#engine.writeBatch(batch);
-          batch = [];
-        }
-      }
-      if (batch.length) await this.#engine.writeBatch(batch);
-    }
+    for (const token of tokens) await clearKeys(this.#engine, this.#p, `staged/${token}/`);
   }
 
   #noObject(ref: string, path: string): NotFoundError {
