@@ -165,7 +165,6 @@ async function dumpTo(file: string): Promise<number> {
     const writer = writeDump({
       output: createWriteStream(file),
       sections: ENGINE_DUMP_SECTIONS,
-      schemas: ENGINE_DUMP_SCHEMAS,
       source: { engine: engine.kind },
       tool: { name: "cairn-bench", version: "0" },
       consistency: "snapshot",
