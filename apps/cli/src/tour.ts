@@ -157,6 +157,6 @@ async function tour(ctx: Ctx): Promise<void> {
   await say(`  cairn log ${repo}/main --limit 1${meta}`);
   await say(`  cairn repo delete ${repo} --yes${meta}`);
   await say(
-    "In this project, run cairn as `pnpm cairn …` or `node apps/cli/dist/bin.js …`; `cairn --help` lists it all.",
+    "In this project, run cairn as `npm run -s cairn -- …` or `node apps/cli/dist/bin.js …`; `cairn --help` lists it all.",
   );
 }
