@@ -14,7 +14,9 @@ import {
 import { type EncryptionAlgorithm, isGzipPath, readDump, writeDump } from "@cairn/manifest";
 import { type Command, Option } from "commander";
 import { plural } from "./format.js";
+import { trackTempFile } from "./local-files.js";
 import { type App, action, VERSION } from "./program.js";
+import { startCounter } from "./progress.js";
 
 interface DumpOptions {
   repo?: string;
@@ -73,6 +75,7 @@ Examples:
         const publicKeyPem = opts.encryptRsaKey ? await readKey(opts.encryptRsaKey, "public key") : undefined;
         const engine = await app.registry.openEngine(url!);
         const tmp = target === "-" ? undefined : `${target}.tmp`;
+        const untrack = tmp ? trackTempFile(tmp) : () => {};
         const output: Writable = tmp ? createWriteStream(tmp) : app.io.stdout;
         try {
           const writer = writeDump({
@@ -86,14 +89,18 @@ Examples:
             endOutput: target !== "-",
             ...(publicKeyPem ? { encrypt: { publicKeyPem, algorithm: opts.encryptAlgo } } : {}),
           });
+          const counter = await startCounter(ctx.out, "dumping");
           try {
             await dumpEngine(engine, writer, {
               ...(opts.repo !== undefined ? { repository: opts.repo } : {}),
               staging: opts.staging,
+              onRecord: (n) => counter.update(n),
             });
           } catch (error) {
             await writer.abort(error as Error);
             throw error;
+          } finally {
+            counter.stop();
           }
           const footer = await writer.end();
           if (tmp) {
@@ -109,6 +116,7 @@ Examples:
           if (tmp) await rm(tmp, { force: true });
           throw asCairnError(error);
         } finally {
+          untrack();
           await engine.close();
         }
       }),
@@ -162,11 +170,11 @@ Examples:
             label: source === "-" ? "standard input" : source,
             ...(privateKeyPem ? { decrypt: { privateKeyPem, ...(passphrase ? { passphrase } : {}) } } : {}),
           });
-          const result = await loadEngine(
-            engine,
-            reader,
-            opts.repo !== undefined ? { repository: opts.repo } : {},
-          );
+          const counter = await startCounter(ctx.out, "loading");
+          const result = await loadEngine(engine, reader, {
+            ...(opts.repo !== undefined ? { repository: opts.repo } : {}),
+            onRecord: (n) => counter.update(n),
+          }).finally(() => counter.stop());
           const total = Object.values(result.counts).reduce((a, b) => a + b, 0);
           if (ctx.out.json) await ctx.out.record(result);
           else

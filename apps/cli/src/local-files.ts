@@ -10,6 +10,12 @@ import { CorruptError, NotFoundError } from "@cairn/core";
 /** Temporary files being written, removed if the process is interrupted. */
 const pending = new Set<string>();
 
+/** Registers a temporary file to remove if the process is interrupted; returns the function that forgets it. */
+export function trackTempFile(file: string): () => void {
+  pending.add(file);
+  return () => pending.delete(file);
+}
+
 /** Removes unfinished downloads; called on Ctrl-C, synchronous because the process exits right after. */
 export function removeTempFilesSync(): void {
   for (const file of pending) rmSync(file, { force: true });

@@ -41,3 +41,32 @@ export async function startProgress(
     },
   };
 }
+
+/** A running count of records (dumps, loads) on stderr when it is a terminal, nothing otherwise. */
+export interface Counter {
+  update(count: number): void;
+  stop(): void;
+}
+
+const SILENT_COUNTER: Counter = { update() {}, stop() {} };
+
+export async function startCounter(out: Output, verb: string): Promise<Counter> {
+  if (!out.interactive) return SILENT_COUNTER;
+  const { default: cliProgress } = await import("cli-progress");
+  const bar = new cliProgress.SingleBar({
+    stream: out.io.stderr,
+    format: `${verb} {value} records`,
+    hideCursor: true,
+    clearOnComplete: true,
+  });
+  bar.start(0, 0);
+  return {
+    update(count) {
+      bar.setTotal(count);
+      bar.update(count);
+    },
+    stop() {
+      bar.stop();
+    },
+  };
+}
