@@ -3,6 +3,7 @@ import {
   type DumpRecord,
   type DumpWriter,
   isManifestError,
+  redactSecrets,
   type RecordSchemas,
 } from "@cairn/manifest";
 import { GLOBAL_PARTITION } from "./cairn.js";
@@ -74,6 +75,12 @@ export interface DumpEngineOptions {
   repository?: string;
   /** Leave out staged (uncommitted) entries. */
   staging?: boolean;
+  /**
+   * Keep credentials in repository settings (a password or a SAS token in a namespace URL). By default they
+   * are written as `"removed"`, and must be given again after a load.
+   * @default false
+   */
+  keepSecrets?: boolean;
   /** Called every so many records, for progress. */
   onRecord?: (count: number) => void;
 }
@@ -150,7 +157,7 @@ async function dumpRecords(
       type: "repository",
       name: r.name,
       id: r.instanceId,
-      namespace: r.namespace,
+      namespace: options.keepSecrets ? r.namespace : redactSecrets(r.namespace),
       defaultBranch: r.defaultBranch,
       createdAt: r.createdAt,
       bare: r.bare,

@@ -176,4 +176,36 @@ describe("dump and load of a SQLite engine", () => {
       { numRuns: 25 },
     );
   }, 120_000);
+
+  it('writes credentials in repository settings as "removed" unless asked to keep them', async () => {
+    const engine = await engineAt(randomName("secret"));
+    try {
+      const record = {
+        name: "cloud",
+        namespace: "s3://bucket/cloud?region=eu-west-1&secretKey=hunter2",
+        defaultBranch: "main",
+        createdAt: "2026-11-25T00:00:00.000Z",
+        bare: true,
+        instanceId: "0123456789abcdef",
+      };
+      await engine.set("cairn", "repos/cloud", Buffer.from(JSON.stringify(record)));
+      const redacted = (await dump(engine)).records.find((r) => r.type === "repository");
+      expect(redacted?.namespace).toBe("s3://bucket/cloud?region=eu-west-1&secretKey=removed");
+      const out = new PassThrough();
+      const chunks: Buffer[] = [];
+      out.on("data", (c: Buffer) => chunks.push(c));
+      const writer = writeDump({
+        output: out,
+        sections: ENGINE_DUMP_SECTIONS,
+        source: { engine: "sqlite" },
+        tool: { name: "t", version: "0" },
+      });
+      await dumpEngine(engine, writer, { keepSecrets: true });
+      await writer.end();
+      const kept = (await collect(readDump([Buffer.concat(chunks)]))).find((r) => r.type === "repository");
+      expect(kept?.namespace).toBe(record.namespace);
+    } finally {
+      await engine.close();
+    }
+  });
 });
