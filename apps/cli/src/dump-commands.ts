@@ -53,7 +53,7 @@ export function registerDumpCommands(program: Command, app: App): void {
     .argument("[file]", "where to write it (.gz compresses), or - for standard output", "-")
     .option("--repo <name>", "only this repository")
     .option("--no-staging", "leave out uncommitted (staged) entries")
-    .option("--keep-secret-key", "keep credentials in repository settings (default: written as \"removed\")")
+    .option("--keep-secret-key", 'keep credentials in repository settings (default: written as "removed")')
     .option("--gzip", "compress with gzip (default: when the file name ends with .gz)")
     .option("--encrypt-rsa-key <pem-file>", "encrypt for this RSA public key")
     .addOption(

@@ -3,8 +3,8 @@ import {
   type DumpRecord,
   type DumpWriter,
   isManifestError,
-  redactSecrets,
   type RecordSchemas,
+  redactSecrets,
 } from "@cairn/manifest";
 import { GLOBAL_PARTITION } from "./cairn.js";
 import { decodeJson, encodeJson } from "./codec.js";
