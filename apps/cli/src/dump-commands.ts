@@ -1,5 +1,5 @@
-import { constants, createReadStream, createWriteStream } from "node:fs";
-import { access, readFile, rename, rm } from "node:fs/promises";
+import { createWriteStream } from "node:fs";
+import { readFile, rename, rm } from "node:fs/promises";
 import type { Writable } from "node:stream";
 import { finished } from "node:stream/promises";
 import {
@@ -14,7 +14,7 @@ import {
 import { type EncryptionAlgorithm, isGzipPath, readDump, writeDump } from "@cairn/manifest";
 import { type Command, Option } from "commander";
 import { plural } from "./format.js";
-import { trackTempFile } from "./local-files.js";
+import { openInput, trackTempFile } from "./local-files.js";
 import { type App, action, VERSION } from "./program.js";
 import { startCounter } from "./progress.js";
 
@@ -152,19 +152,7 @@ Examples:
           ? await readKey(opts.encryptRsaKey, "private key")
           : undefined;
         const passphrase = app.io.env.CAIRN_RSA_PASSPHRASE;
-        let input: AsyncIterable<Uint8Array>;
-        if (source === "-") input = app.io.stdin as AsyncIterable<Uint8Array>;
-        else {
-          try {
-            await access(source, constants.R_OK);
-          } catch (error) {
-            throw new InvalidArgumentError(
-              `Cannot read the dump ${source} (${(error as NodeJS.ErrnoException).code}).`,
-              { cause: error },
-            );
-          }
-          input = createReadStream(source);
-        }
+        const input = await openInput(source, "dump", app.io.stdin);
         const engine = await app.registry.openEngine(url!);
         try {
           const reader = readDump(input, {
@@ -186,7 +174,7 @@ Examples:
             );
         } finally {
           await engine.close();
-          if (source !== "-") (input as ReturnType<typeof createReadStream>).destroy();
+          input.destroy?.();
         }
       }),
     );

@@ -1,11 +1,11 @@
 import { createHash, randomBytes } from "node:crypto";
-import { createWriteStream, rmSync, type Stats } from "node:fs";
-import { lstat, mkdir, opendir, rename, rm, stat } from "node:fs/promises";
+import { constants, createReadStream, createWriteStream, rmSync, type Stats } from "node:fs";
+import { access, lstat, mkdir, opendir, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join, relative, sep } from "node:path";
 import type { Readable } from "node:stream";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { CorruptError, NotFoundError } from "@cairn/core";
+import { CorruptError, InvalidArgumentError, NotFoundError } from "@cairn/core";
 
 /** Temporary files being written, removed if the process is interrupted. */
 const pending = new Set<string>();
@@ -117,4 +117,27 @@ export function inside(root: string, target: string): string {
     throw new CorruptError(`Object path would be written outside ${root}: ${target}.`);
   }
   return target;
+}
+
+/**
+ * The bytes of a local file the user named as input (`-`: `stdin`), with a one-line error naming `what` and
+ * the file when it cannot be read, before any work starts.
+ */
+export async function openInput(
+  file: string,
+  what: string,
+  stdin: NodeJS.ReadableStream,
+): Promise<AsyncIterable<Uint8Array> & { destroy?: () => void }> {
+  if (file === "-") return stdin as AsyncIterable<Uint8Array>;
+  try {
+    await access(file, constants.R_OK);
+  } catch (error) {
+    throw new InvalidArgumentError(
+      `Cannot read the ${what} ${file} (${(error as NodeJS.ErrnoException).code}).`,
+      {
+        cause: error,
+      },
+    );
+  }
+  return createReadStream(file);
 }

@@ -1,18 +1,13 @@
 import { createReadStream, createWriteStream } from "node:fs";
-import { access, mkdtemp, rename, rm } from "node:fs/promises";
+import { mkdtemp, rename, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import {
-  asCairnError,
-  dumpEngine,
-  ENGINE_DUMP_SCHEMAS,
-  ENGINE_DUMP_SECTIONS,
-  InvalidArgumentError,
-} from "@cairn/core";
+import { asCairnError, dumpEngine, ENGINE_DUMP_SCHEMAS, ENGINE_DUMP_SECTIONS } from "@cairn/core";
 import { readDump, writeDump } from "@cairn/manifest";
 import type { Command } from "commander";
 import { plural } from "./format.js";
+import { openInput } from "./local-files.js";
 import { type App, action, VERSION } from "./program.js";
 import { expectUri } from "./uri.js";
 
@@ -107,19 +102,7 @@ Examples:
     .action(
       action<{ manifest: string }>(app, async (ctx, [uriText], opts) => {
         const uri = expectUri(uriText!, "repo", "repository");
-        let input: AsyncIterable<Uint8Array>;
-        if (opts.manifest === "-") input = app.io.stdin as AsyncIterable<Uint8Array>;
-        else {
-          try {
-            await access(opts.manifest);
-          } catch (error) {
-            throw new InvalidArgumentError(
-              `Cannot read the manifest ${opts.manifest} (${(error as NodeJS.ErrnoException).code}).`,
-              { cause: error },
-            );
-          }
-          input = createReadStream(opts.manifest);
-        }
+        const input = await openInput(opts.manifest, "manifest", app.io.stdin);
         const cairn = await ctx.session.cairn();
         const reader = readDump(input, {
           schemas: ENGINE_DUMP_SCHEMAS,

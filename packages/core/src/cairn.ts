@@ -11,21 +11,23 @@ import {
 } from "./errors.js";
 import type { RepositoryInfo } from "./model.js";
 import { validateRefName, validateRepositoryName } from "./names.js";
+import {
+  GLOBAL_PARTITION,
+  namespaceKey,
+  partitionOf,
+  REPO_PREFIX,
+  type RepositoryRecord,
+  repoKey,
+} from "./records.js";
 import { type RestoreResult, restoreRefRecords } from "./refs-restore.js";
 import { type BranchRecord, commitId, newToken, Repository } from "./repository.js";
 import type { ObjectStore } from "./store.js";
 import { TreeStore } from "./tree/tree-store.js";
 import { redactUrl, urlScheme } from "./url.js";
 
-/** The partition of engine-wide records: repositories and storage-namespace claims. */
-export const GLOBAL_PARTITION = "cairn";
+export { GLOBAL_PARTITION } from "./records.js";
 /** Written into a storage namespace when a repository takes it, so two repositories never share data. */
 export const NAMESPACE_MARKER = "_cairn/repository.json";
-
-interface RepositoryRecord extends RepositoryInfo {
-  /** Names the repository's engine partition; a new id for each creation, so a deleted name leaves nothing behind. */
-  instanceId: string;
-}
 
 export interface CairnOptions {
   engine: MetadataEngine;
@@ -42,10 +44,6 @@ export interface CreateRepositoryOptions {
   /** @default "main" */
   defaultBranch?: string;
 }
-
-const repoKey = (name: string) => `repos/${name}`;
-const namespaceKey = (ns: string) => `namespaces/${ns}`;
-const partitionOf = (instanceId: string) => `repo-${instanceId}`;
 
 /** Normalizes a namespace URL for comparison and storage: no trailing slash. */
 export function normalizeNamespace(url: string): string {
@@ -124,7 +122,7 @@ export class Cairn {
 
   async *listRepositories(options: { after?: string } = {}): AsyncGenerator<RepositoryInfo> {
     const scan = this.engine.scan(GLOBAL_PARTITION, {
-      prefix: "repos/",
+      prefix: REPO_PREFIX,
       ...(options.after !== undefined ? { after: repoKey(options.after) } : {}),
     });
     for await (const { key, value } of scan) {

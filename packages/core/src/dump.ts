@@ -6,7 +6,6 @@ import {
   type RecordSchemas,
   redactSecrets,
 } from "@cairn/manifest";
-import { GLOBAL_PARTITION } from "./cairn.js";
 import { decodeJson, encodeJson } from "./codec.js";
 import {
   clearKeys,
@@ -23,6 +22,15 @@ import {
   PreconditionFailedError,
   UnsupportedError,
 } from "./errors.js";
+import {
+  GLOBAL_PARTITION,
+  NAMESPACE_PREFIX,
+  namespaceKey,
+  partitionOf,
+  REPO_PREFIX,
+  type RepositoryRecord,
+  repoKey,
+} from "./records.js";
 
 /**
  * The record types of an engine dump, in the order their sections appear. Commits come before the branches and
@@ -97,19 +105,6 @@ export interface LoadResult {
 }
 
 type Reader = Pick<EngineSnapshot, "get" | "scan" | "partitions">;
-
-interface RepositoryRecord {
-  name: string;
-  namespace: string;
-  defaultBranch: string;
-  createdAt: string;
-  bare: boolean;
-  instanceId: string;
-}
-
-const REPO_PREFIX = "repos/";
-const NAMESPACE_PREFIX = "namespaces/";
-const partitionOf = (instanceId: string) => `repo-${instanceId}`;
 
 /**
  * Writes the whole engine — or one repository — as records of the uniform dump format, which any engine can
@@ -242,11 +237,14 @@ export async function loadEngine(
         `The target engine is not empty (it has partition "${partition}"); load into an empty engine, or load one repository with --repo.`,
       );
     }
-  } else if (await engine.get(GLOBAL_PARTITION, `${REPO_PREFIX}${options.repository}`)) {
+  } else if (await engine.get(GLOBAL_PARTITION, repoKey(options.repository))) {
     throw new PreconditionFailedError(`The target engine already has repository "${options.repository}".`);
   }
 
-  const repos = new Map<string, RepositoryRecord & { commits: Set<string>; parents: Set<string> }>();
+  const repos = new Map<
+    string,
+    RepositoryRecord & { commits: Set<string>; parents: Set<string>; hasDefaultBranch: boolean }
+  >();
   const written = new Set<string>();
   const counts: Record<string, number> = {};
   let batch: WriteOp[] = [];
@@ -299,6 +297,7 @@ export async function loadEngine(
             bare,
             instanceId: id,
             commits: new Set(),
+            hasDefaultBranch: false,
             parents: new Set(),
           });
           break;
@@ -325,6 +324,7 @@ export async function loadEngine(
               `${type} "${String(name)}" points at commit ${String(value.commitId)}, which is not in the dump`,
             );
           }
+          if (type === "branch" && name === r.defaultBranch) r.hasDefaultBranch = true;
           await put(partitionOf(r.instanceId), `${type}/${String(name)}`, encodeJson(value));
           break;
         }
@@ -354,13 +354,10 @@ export async function loadEngine(
           );
         }
       }
-      if (!r.bare && !(await engine.get(partitionOf(r.instanceId), `branch/${r.defaultBranch}`))) {
-        await flush();
-        if (!(await engine.get(partitionOf(r.instanceId), `branch/${r.defaultBranch}`))) {
-          throw new CorruptError(
-            `Repository "${r.name}" in the dump has no default branch "${r.defaultBranch}".`,
-          );
-        }
+      if (!r.bare && !r.hasDefaultBranch) {
+        throw new CorruptError(
+          `Repository "${r.name}" in the dump has no default branch "${r.defaultBranch}".`,
+        );
       }
     }
     if (options.repository !== undefined && repos.size === 0) {
@@ -369,24 +366,10 @@ export async function loadEngine(
     await flush();
     // Last: the records that make repositories visible.
     for (const r of repos.values()) {
-      const { commits: _c, parents: _p, ...record } = r;
-      await put(
-        GLOBAL_PARTITION,
-        `${NAMESPACE_PREFIX}${r.namespace}`,
-        encodeJson({ repository: r.name, instanceId: r.instanceId }),
-      );
-      await put(
-        GLOBAL_PARTITION,
-        `${REPO_PREFIX}${r.name}`,
-        encodeJson({
-          name: record.name,
-          namespace: record.namespace,
-          defaultBranch: record.defaultBranch,
-          createdAt: record.createdAt,
-          bare: record.bare,
-          instanceId: record.instanceId,
-        }),
-      );
+      const { name, namespace, defaultBranch, createdAt, bare, instanceId } = r;
+      const record: RepositoryRecord = { name, namespace, defaultBranch, createdAt, bare, instanceId };
+      await put(GLOBAL_PARTITION, namespaceKey(namespace), encodeJson({ repository: name, instanceId }));
+      await put(GLOBAL_PARTITION, repoKey(name), encodeJson(record));
     }
     await flush();
     options.onRecord?.(count);
@@ -427,8 +410,8 @@ async function undo(
   for (const partition of partitions) {
     if (only && partition === GLOBAL_PARTITION) {
       for (const r of only.values()) {
-        await engine.delete(GLOBAL_PARTITION, `${REPO_PREFIX}${r.name}`).catch(() => {});
-        await engine.delete(GLOBAL_PARTITION, `${NAMESPACE_PREFIX}${r.namespace}`).catch(() => {});
+        await engine.delete(GLOBAL_PARTITION, repoKey(r.name)).catch(() => {});
+        await engine.delete(GLOBAL_PARTITION, namespaceKey(r.namespace)).catch(() => {});
       }
       continue;
     }

@@ -31,16 +31,8 @@ export interface BranchRecord {
   sealedTokens: string[];
 }
 
-interface CommitRecord {
-  version: 1;
-  parents: string[];
-  metarangeId: string;
-  message: string;
-  author: string;
-  metadata: Record<string, string>;
-  createdAt: string;
-  generation: number;
-}
+/** A commit as stored under `commit/<id>`: the commit without its id, which is derived from the rest. */
+type CommitRecord = Omit<Commit, "id"> & { version: 1 };
 
 export interface UploadOptions {
   contentType?: string;

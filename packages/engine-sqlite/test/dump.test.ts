@@ -3,6 +3,7 @@ import { PassThrough } from "node:stream";
 import { pathToFileURL } from "node:url";
 import {
   Cairn,
+  type DumpEngineOptions,
   dumpEngine,
   ENGINE_DUMP_SCHEMAS,
   ENGINE_DUMP_SECTIONS,
@@ -25,7 +26,10 @@ async function engineAt(name: string): Promise<MetadataEngine> {
 }
 
 /** Dumps `engine` to bytes and returns them with the records (header and footer left out). */
-async function dump(engine: MetadataEngine): Promise<{ bytes: Buffer; records: DumpRecord[] }> {
+async function dump(
+  engine: MetadataEngine,
+  options: DumpEngineOptions = {},
+): Promise<{ bytes: Buffer; records: DumpRecord[] }> {
   const out = new PassThrough();
   const chunks: Buffer[] = [];
   out.on("data", (c: Buffer) => chunks.push(c));
@@ -36,7 +40,7 @@ async function dump(engine: MetadataEngine): Promise<{ bytes: Buffer; records: D
     tool: { name: "cairn-test", version: "0" },
     consistency: "snapshot",
   });
-  await dumpEngine(engine, writer);
+  await dumpEngine(engine, writer, options);
   await writer.end();
   const bytes = Buffer.concat(chunks);
   return { bytes, records: await collect(readDump([bytes], { schemas: ENGINE_DUMP_SCHEMAS })) };
@@ -191,18 +195,7 @@ describe("dump and load of a SQLite engine", () => {
       await engine.set("cairn", "repos/cloud", Buffer.from(JSON.stringify(record)));
       const redacted = (await dump(engine)).records.find((r) => r.type === "repository");
       expect(redacted?.namespace).toBe("s3://bucket/cloud?region=eu-west-1&secretKey=removed");
-      const out = new PassThrough();
-      const chunks: Buffer[] = [];
-      out.on("data", (c: Buffer) => chunks.push(c));
-      const writer = writeDump({
-        output: out,
-        sections: ENGINE_DUMP_SECTIONS,
-        source: { engine: "sqlite" },
-        tool: { name: "t", version: "0" },
-      });
-      await dumpEngine(engine, writer, { keepSecrets: true });
-      await writer.end();
-      const kept = (await collect(readDump([Buffer.concat(chunks)]))).find((r) => r.type === "repository");
+      const kept = (await dump(engine, { keepSecrets: true })).records.find((r) => r.type === "repository");
       expect(kept?.namespace).toBe(record.namespace);
     } finally {
       await engine.close();

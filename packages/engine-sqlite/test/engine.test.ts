@@ -3,8 +3,7 @@ import { existsSync } from "node:fs";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
-import { hasCode } from "@cairn/core";
-import { collect, describeEngine, randomName, tempDir } from "@cairn/testkit";
+import { collect, describeEngine, expectCode, randomName, tempDir } from "@cairn/testkit";
 import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
 import { createSqliteEngine, factory, parseSqliteUrl } from "../src/index.js";
@@ -14,16 +13,6 @@ const shared = join(dir, "shared", "meta.db");
 const utf8 = (s: string) => new TextEncoder().encode(s);
 
 describeEngine("sqlite", { open: () => factory.open(`sqlite://${shared}`) });
-
-async function expectCode(promise: Promise<unknown>, code: string): Promise<Error> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!(error instanceof Error)) return expect.fail(`expected an error with code ${code}, but it succeeded`);
-  expect(hasCode(error, code as never), `${(error as { code?: string }).code}: ${error.message}`).toBe(true);
-  return error;
-}
 
 describe("sqlite engine", () => {
   it("refuses a file that is not a SQLite database, naming it and leaving it alone", async () => {

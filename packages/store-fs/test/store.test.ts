@@ -3,8 +3,7 @@ import { existsSync } from "node:fs";
 import { chmod, mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { hasCode } from "@cairn/core";
-import { collect, describeStore, tempDir } from "@cairn/testkit";
+import { collect, describeStore, expectCode, tempDir } from "@cairn/testkit";
 import { describe, expect, it } from "vitest";
 import { createFsStore, type FsStore, factory, parseFileUrl } from "../src/index.js";
 
@@ -16,16 +15,6 @@ const utf8 = (s: string) => new TextEncoder().encode(s);
 
 async function openStore(url = ""): Promise<FsStore> {
   return factory.open(`${pathToFileURL(join(await tempDir("cairn-fs-"), "store")).href}${url}`);
-}
-
-async function expectCode(promise: Promise<unknown>, code: string): Promise<Error> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  if (!(error instanceof Error)) return expect.fail(`expected an error with code ${code}, but it succeeded`);
-  expect(hasCode(error, code as never), `${(error as { code?: string }).code}: ${error.message}`).toBe(true);
-  return error;
 }
 
 async function* failing(): AsyncGenerator<Uint8Array> {

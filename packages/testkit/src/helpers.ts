@@ -3,7 +3,8 @@ import { rmSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, onTestFinished } from "vitest";
+import { type ErrorCode, hasCode } from "@cairn/core";
+import { afterAll, expect, onTestFinished } from "vitest";
 
 const pending = new Set<string>();
 let exitHookInstalled = false;
@@ -63,4 +64,18 @@ export async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const item of iterable) out.push(item);
   return out;
+}
+
+/**
+ * Awaits `promise`, expects it to reject with a cairn error of `code`, and returns that error for further
+ * checks (message, cause).
+ */
+export async function expectCode(promise: Promise<unknown>, code: ErrorCode): Promise<Error> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  if (!(error instanceof Error)) return expect.fail(`expected an error with code ${code}, but it succeeded`);
+  expect(hasCode(error, code), `${(error as { code?: string }).code}: ${error.message}`).toBe(true);
+  return error;
 }

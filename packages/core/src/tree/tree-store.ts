@@ -109,16 +109,6 @@ export class TreeStore {
     return metarange;
   }
 
-  /** Whether the metarange and every range of it are present (not their bytes: that is `verify`'s job). */
-  async missingObjects(metarangeId: string): Promise<string[]> {
-    const missing: string[] = [];
-    const key = metarangeKey(metarangeId);
-    if (!(await this.store.head(key))) return [key];
-    const { ranges } = await this.readMetarange(metarangeId);
-    for (const r of ranges) if (!(await this.store.head(rangeKey(r.id)))) missing.push(rangeKey(r.id));
-    return missing;
-  }
-
   async #putImmutable(key: string, bytes: Buffer): Promise<void> {
     try {
       await this.store.put(key, bytes, {
