@@ -87,11 +87,28 @@ if (task === "bench") {
   process.exit(run("node", [join(root, "bench/dist/run.js"), ...process.argv.slice(3)]));
 }
 
+/** Starts Redis and MariaDB where they are not running, and passes their URLs to the tests. */
+function startServices() {
+  const result = spawnSync("node", [join(root, "scripts", "services.mjs"), "start"], {
+    cwd: root,
+    env,
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  if (result.status !== 0) {
+    console.error(`cairn setup: starting test services failed (exit ${result.status}).`);
+    process.exit(result.status ?? 1);
+  }
+  for (const line of result.stdout.split("\n")) {
+    const eq = line.indexOf("=");
+    if (eq > 0) env[line.slice(0, eq)] = line.slice(eq + 1);
+  }
+}
+
 if (task === "test") {
   const started = Date.now();
   must(pnpm, ["exec", "turbo", "run", "build", "--output-logs=errors-only"], "build");
-  const services = join(root, "scripts", "services.mjs");
-  if (existsSync(services)) must("node", [services, "start"], "starting test services");
+  startServices();
   for (const dir of workspaceDirs()) rmSync(join(dir, ".test-results.json"), { force: true });
   const lint = run(pnpm, ["exec", "biome", "check", "."]);
   const typecheck = run(pnpm, ["exec", "turbo", "run", "typecheck", "--output-logs=errors-only"]);

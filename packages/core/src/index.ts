@@ -2,6 +2,7 @@ export * from "./cairn.js";
 export * from "./codec.js";
 export * from "./dump.js";
 export * from "./engine.js";
+export * from "./engine-checks.js";
 export * from "./errors.js";
 export { flattenPages, paginate } from "./iterate.js";
 export * from "./model.js";

@@ -1,13 +1,18 @@
 import { accessSync, constants, mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import {
+  checkExpected,
+  checkValue,
   type EngineCapabilities,
   type EngineSnapshot,
+  encodeKey,
+  encodePartition,
   InvalidArgumentError,
   type KvEntry,
   type MetadataEngine,
   PermissionDeniedError,
   type ScanOptions,
+  scanRange,
   UnavailableError,
   UnsupportedError,
   type WriteOp,
@@ -77,11 +82,7 @@ export interface SqliteEngine extends MetadataEngine {
   readonly filename: string;
 }
 
-const MAX_KEY_BYTES = 4096;
-const MAX_PARTITION_BYTES = 255;
-const MAX_VALUE_BYTES = 16 * 1024 * 1024;
 const PAGE_BYTES = 16 * 1024 * 1024;
-const LONE_SURROGATE = /\p{Cs}/u;
 
 const CAPABILITIES: EngineCapabilities = Object.freeze({ atomicBatch: true, consistency: "snapshot" });
 
@@ -99,48 +100,6 @@ interface Row {
 interface ScanRow {
   k: string;
   v: string;
-}
-
-function encodeName(what: "key" | "partition", name: unknown, max: number): Buffer {
-  if (typeof name !== "string" || name.length === 0) {
-    throw new InvalidArgumentError(`A ${what} must be a non-empty string, got ${JSON.stringify(name)}.`);
-  }
-  if (LONE_SURROGATE.test(name)) {
-    throw new InvalidArgumentError(
-      `The ${what} ${JSON.stringify(name)} is not valid Unicode (it has a lone surrogate).`,
-    );
-  }
-  const bytes = Buffer.from(name, "utf8");
-  if (bytes.length > max) {
-    throw new InvalidArgumentError(
-      `The ${what} "${name.slice(0, 40)}…" is ${bytes.length} bytes of UTF-8; at most ${max} are allowed.`,
-    );
-  }
-  return bytes;
-}
-
-function checkValue(value: unknown, key: string): Uint8Array {
-  if (!(value instanceof Uint8Array)) {
-    throw new InvalidArgumentError(`The value of key ${JSON.stringify(key)} must be a Uint8Array.`);
-  }
-  if (value.length > MAX_VALUE_BYTES) {
-    throw new InvalidArgumentError(
-      `The value of key ${JSON.stringify(key)} is ${value.length} bytes; at most 16 MiB are allowed.`,
-    );
-  }
-  return value;
-}
-
-/** The smallest byte string greater than every string that starts with `prefix`, or undefined when none is. */
-function prefixEnd(prefix: Buffer): Buffer | undefined {
-  const end = Buffer.from(prefix);
-  for (let i = end.length - 1; i >= 0; i--) {
-    if (end[i]! < 0xff) {
-      end[i]! += 1;
-      return end.subarray(0, i + 1);
-    }
-  }
-  return undefined;
 }
 
 /**
@@ -307,8 +266,8 @@ class SqliteEngineImpl implements SqliteEngine {
   }
 
   async get(partition: string, key: string): Promise<Uint8Array | undefined> {
-    const p = encodeName("partition", partition, MAX_PARTITION_BYTES);
-    const k = encodeName("key", key, MAX_KEY_BYTES);
+    const p = encodePartition(partition);
+    const k = encodeKey(key);
     const row = this.#run(
       () =>
         this.#statement("SELECT value FROM cairn_kv WHERE partition = ? AND key = ?").get(p, k) as
@@ -319,8 +278,8 @@ class SqliteEngineImpl implements SqliteEngine {
   }
 
   async set(partition: string, key: string, value: Uint8Array): Promise<void> {
-    const p = encodeName("partition", partition, MAX_PARTITION_BYTES);
-    const k = encodeName("key", key, MAX_KEY_BYTES);
+    const p = encodePartition(partition);
+    const k = encodeKey(key);
     const v = checkValue(value, key);
     this.#run(() => this.#upsert(p, k, v));
   }
@@ -341,14 +300,10 @@ class SqliteEngineImpl implements SqliteEngine {
     value: Uint8Array,
     expected: Uint8Array | null,
   ): Promise<boolean> {
-    const p = encodeName("partition", partition, MAX_PARTITION_BYTES);
-    const k = encodeName("key", key, MAX_KEY_BYTES);
+    const p = encodePartition(partition);
+    const k = encodeKey(key);
     const v = checkValue(value, key);
-    if (expected !== null && !(expected instanceof Uint8Array)) {
-      throw new InvalidArgumentError(
-        `The expected value of key ${JSON.stringify(key)} must be a Uint8Array or null.`,
-      );
-    }
+    checkExpected(expected, key);
     return this.#write(() => {
       const row = this.#statement("SELECT value FROM cairn_kv WHERE partition = ? AND key = ?").get(p, k) as
         | Row
@@ -363,29 +318,14 @@ class SqliteEngineImpl implements SqliteEngine {
   }
 
   async delete(partition: string, key: string): Promise<void> {
-    const p = encodeName("partition", partition, MAX_PARTITION_BYTES);
-    const k = encodeName("key", key, MAX_KEY_BYTES);
+    const p = encodePartition(partition);
+    const k = encodeKey(key);
     this.#run(() => this.#remove(p, k));
   }
 
   async *scan(partition: string, options: ScanOptions = {}): AsyncGenerator<KvEntry> {
-    const p = encodeName("partition", partition, MAX_PARTITION_BYTES);
-    const { prefix, after, limit } = options;
-    if (limit !== undefined && (!Number.isInteger(limit) || limit < 0)) {
-      throw new InvalidArgumentError(`A scan limit must be a whole number ≥ 0, got ${limit}.`);
-    }
-    const prefixBytes = prefix ? Buffer.from(prefix, "utf8") : undefined;
-    const afterBytes = after !== undefined ? Buffer.from(after, "utf8") : undefined;
-    const upper = prefixBytes ? prefixEnd(prefixBytes) : undefined;
-    let lower: Buffer | undefined;
-    let inclusive = false;
-    if (afterBytes && (!prefixBytes || Buffer.compare(afterBytes, prefixBytes) >= 0)) {
-      lower = afterBytes;
-    } else if (prefixBytes) {
-      lower = prefixBytes;
-      inclusive = true;
-    }
-    let remaining = limit ?? Number.POSITIVE_INFINITY;
+    const p = encodePartition(partition);
+    let { lower, inclusive, upper, limit: remaining } = scanRange(options);
 
     while (remaining > 0) {
       const want = Math.min(this.#config.pageSize, remaining);
@@ -440,8 +380,8 @@ class SqliteEngineImpl implements SqliteEngine {
   async writeBatch(ops: readonly WriteOp[]): Promise<void> {
     if (ops.length === 0) return this.#run(() => undefined);
     const encoded = ops.map((op) => ({
-      p: encodeName("partition", op.partition, MAX_PARTITION_BYTES),
-      k: encodeName("key", op.key, MAX_KEY_BYTES),
+      p: encodePartition(op.partition),
+      k: encodeKey(op.key),
       v: op.value === null ? null : checkValue(op.value, op.key),
     }));
     this.#write(() => {

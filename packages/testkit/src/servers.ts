@@ -1,0 +1,184 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { createRequire } from "node:module";
+import { createServer, Socket } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+
+/**
+ * The emulators the engine and store suites run against — dynalite (DynamoDB), s3rver (S3) and Azurite (Azure
+ * Blob) — started as child processes on free ports, each with its own data folder, and stopped with the test
+ * run. They are dependencies of this package, so a fresh clone has them after `pnpm install`.
+ */
+
+const require = createRequire(import.meta.url);
+
+/** A server started for a test run. */
+export interface TestServer {
+  readonly name: string;
+  readonly port: number;
+  /** Stops the process and removes its data folder. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Credentials the emulators accept (s3rver insists on this access key; the others take any). */
+export const EMULATOR_CREDENTIALS = Object.freeze({ accessKeyId: "S3RVER", secretAccessKey: "S3RVER" });
+
+/** The well-known development account of Azurite (published in Microsoft's Azurite documentation). */
+export const AZURITE_ACCOUNT = Object.freeze({
+  name: "devstoreaccount1",
+  key: "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==",
+});
+
+/** A TCP port on 127.0.0.1 that nothing listens on right now. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Whether something accepts TCP connections on `host:port` within `timeoutMs`. */
+export async function canConnect(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = new Socket();
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once("error", () => done(false));
+    socket.connect(port, host, () => done(true));
+  });
+}
+
+const running = new Set<ChildProcess>();
+process.once("exit", () => {
+  for (const child of running) child.kill("SIGKILL");
+});
+
+export interface StartServerOptions {
+  /** Shown in errors. */
+  name: string;
+  /** Node script to run with this Node, and its arguments. */
+  script: string;
+  args: readonly string[];
+  /** Options for Node itself, e.g. `--openssl-legacy-provider`. */
+  nodeOptions?: readonly string[];
+  port: number;
+  /** Removed on stop. */
+  dataDir?: string;
+  /** How long to wait for the port to accept connections. @default 30000 */
+  timeoutMs?: number;
+}
+
+/** Starts a Node script as a server process and resolves once its port accepts connections. */
+export async function startServer(options: StartServerOptions): Promise<TestServer> {
+  const { name, port, dataDir } = options;
+  const child = spawn(process.execPath, [...(options.nodeOptions ?? []), options.script, ...options.args], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  running.add(child);
+  let stderr = "";
+  child.stderr!.setEncoding("utf8").on("data", (s: string) => {
+    stderr = (stderr + s).slice(-4000);
+  });
+  let exited: number | null | undefined;
+  const exit = new Promise<void>((resolve) => {
+    child.once("exit", (code) => {
+      exited = code;
+      running.delete(child);
+      resolve();
+    });
+  });
+  const stop = async () => {
+    if (exited === undefined) {
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 3000);
+      await exit;
+      clearTimeout(timer);
+    }
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  };
+  const deadline = Date.now() + (options.timeoutMs ?? 30_000);
+  while (!(await canConnect("127.0.0.1", port, 500))) {
+    if (exited !== undefined || Date.now() > deadline) {
+      await stop();
+      throw new Error(
+        exited !== undefined
+          ? `${name} exited with status ${exited} before it listened on port ${port}: ${stderr.trim()}`
+          : `${name} did not listen on port ${port} within ${options.timeoutMs ?? 30_000} ms: ${stderr.trim()}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { name, port, stop };
+}
+
+function packageDir(name: string): string {
+  return dirname(require.resolve(`${name}/package.json`));
+}
+
+/** dynalite, an in-memory DynamoDB. `endpoint` is `http://127.0.0.1:PORT`. */
+export async function startDynalite(): Promise<TestServer & { endpoint: string }> {
+  const port = await freePort();
+  const server = await startServer({
+    name: "dynalite",
+    script: join(packageDir("dynalite"), "cli.js"),
+    // Without the *Ms flags, tables stay CREATING for half a second.
+    args: [
+      "--host",
+      "127.0.0.1",
+      "--port",
+      String(port),
+      "--createTableMs",
+      "0",
+      "--deleteTableMs",
+      "0",
+    ].concat(["--updateTableMs", "0"]),
+    port,
+  });
+  return { ...server, endpoint: `http://127.0.0.1:${port}` };
+}
+
+/**
+ * s3rver, an S3 emulator keeping objects in a temporary folder. Path-style addressing, access key `S3RVER`.
+ * It does not enforce `If-None-Match` on PUT.
+ */
+export async function startS3rver(): Promise<TestServer & { endpoint: string }> {
+  const port = await freePort();
+  const dataDir = await mkdtemp(join(tmpdir(), "cairn-s3rver-"));
+  const server = await startServer({
+    name: "s3rver",
+    script: join(packageDir("s3rver"), "bin", "s3rver.js"),
+    args: ["-d", dataDir, "-a", "127.0.0.1", "-p", String(port), "--silent"],
+    // Without it, every truncated ListObjectsV2 page fails with 500 on Node 20.
+    nodeOptions: ["--openssl-legacy-provider"],
+    port,
+    dataDir,
+  });
+  return { ...server, endpoint: `http://127.0.0.1:${port}` };
+}
+
+/** Azurite's Blob service, with the well-known development account {@link AZURITE_ACCOUNT}. */
+export async function startAzurite(): Promise<TestServer & { endpoint: string; connectionString: string }> {
+  const port = await freePort();
+  const dataDir = await mkdtemp(join(tmpdir(), "cairn-azurite-"));
+  const server = await startServer({
+    name: "azurite",
+    script: join(packageDir("azurite"), "dist", "src", "blob", "main.js"),
+    args: ["--blobHost", "127.0.0.1", "--blobPort", String(port), "--location", dataDir]
+      // Without --skipApiVersionCheck every request of a newer SDK is refused.
+      .concat(["--skipApiVersionCheck", "--loose", "--disableTelemetry", "--silent"]),
+    port,
+    dataDir,
+  });
+  const endpoint = `http://127.0.0.1:${port}/${AZURITE_ACCOUNT.name}`;
+  const connectionString = `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT.name};AccountKey=${AZURITE_ACCOUNT.key};BlobEndpoint=${endpoint};`;
+  return { ...server, endpoint, connectionString };
+}
