@@ -1,1 +1,3 @@
-export {};
+export * from "./factory.js";
+export { keyLayout, partitionTag } from "./layout.js";
+export * from "./redis-engine.js";

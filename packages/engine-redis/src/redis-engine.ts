@@ -1,0 +1,634 @@
+import { Buffer } from "node:buffer";
+import type { ConnectionOptions } from "node:tls";
+import {
+  checkExpected,
+  checkValue,
+  type EngineCapabilities,
+  encodeKey,
+  encodePartition,
+  InvalidArgumentError,
+  type KvEntry,
+  type MetadataEngine,
+  PreconditionFailedError,
+  type ScanOptions,
+  scanRange,
+  UnavailableError,
+  UnsupportedError,
+  type WriteOp,
+} from "@cairn/core";
+import { type ChainableCommander, Redis } from "ioredis";
+import { mapRedisError } from "./errors.js";
+import { globLiteral, type KeyLayout, keyLayout } from "./layout.js";
+import { INDEX_PAGE, PAGE, PUT, REGISTER, REMOVE, SET_IF, UNREGISTER } from "./scripts.js";
+
+/** The version of the key layout this build writes. A prefix holding a newer one is refused, never downgraded. */
+export const REDIS_SCHEMA_VERSION = 1;
+
+export interface RedisEngineOptions {
+  /**
+   * Host name or IP address of the Redis server.
+   * @default "127.0.0.1"
+   */
+  host?: string;
+  /** @default 6379 */
+  port?: number;
+  /**
+   * Number of the Redis database (`SELECT`).
+   * @default 0
+   */
+  db?: number;
+  /** User name for `AUTH` (Redis 6 ACLs); only with `password`. */
+  username?: string;
+  /** Password for `AUTH`. */
+  password?: string;
+  /**
+   * Connect over TLS: `true` for Node's defaults (the system's CAs, `NODE_EXTRA_CA_CERTS`), or Node's TLS options.
+   * @default false
+   */
+  tls?: boolean | ConnectionOptions;
+  /**
+   * Start of every key the engine writes, so several cairn installations or other applications can share one
+   * database. Must not contain `{` or `}`: the hash tags after it are the engine's.
+   * @default "cairn:"
+   */
+  prefix?: string;
+  /**
+   * Milliseconds to wait for the TCP (and TLS) connection before failing with `UNAVAILABLE`.
+   * @default 5000
+   */
+  connectTimeout?: number;
+  /**
+   * Milliseconds to wait for the reply to any one command before failing with `UNAVAILABLE`, so a server that
+   * stops answering never hangs a caller.
+   * @default 60000
+   */
+  commandTimeout?: number;
+  /**
+   * Most entries a `scan` reads per round trip. Pages also stop at 16 MiB of keys and values.
+   * @default 1000
+   */
+  pageSize?: number;
+  /**
+   * Milliseconds after its last registration before the name of an emptied partition may be dropped from the
+   * partition index. It must exceed the longest time a write can take to reach the server.
+   * @default 600000
+   */
+  indexGrace?: number;
+  /**
+   * An ioredis client to use instead of connecting (tests, Sentinel, custom authentication). The engine defines
+   * its scripts on it and does not close it: its owner does.
+   */
+  client?: Redis;
+  /** How the database is named in messages; built from host, port and db when absent. Must hold no secret. */
+  location?: string;
+}
+
+/** A {@link MetadataEngine} kept in a Redis database (or a Redis Cluster), under a key prefix. */
+export interface RedisEngine extends MetadataEngine {
+  readonly kind: "redis";
+  /** The key prefix everything of this engine is stored under. */
+  readonly prefix: string;
+  /** The database's URL with the password hidden, as used in messages. */
+  readonly location: string;
+}
+
+const CAPABILITIES: EngineCapabilities = Object.freeze({ atomicBatch: false, consistency: "none" });
+
+/** Entries per script call of `writeBatch`; Redis's Lua may unpack at most ~8000 arguments at once. */
+const BATCH_ENTRIES = 1000;
+/** Script calls per pipeline, and pipelines in flight, while writing a batch: deep, yet bounded in memory. */
+const PIPELINE_CALLS = 16;
+const PIPELINES_IN_FLIGHT = 4;
+const PAGE_BYTES = 16 * 1024 * 1024;
+const INDEX_PAGE_SIZE = 500;
+/** Registrations remembered per connection; beyond that the memory is dropped and partitions register anew. */
+const REGISTRATION_CACHE = 10_000;
+
+/** The engine's scripts as ioredis defines them on the client (`defineCommand`), with their `…Buffer` twins. */
+interface ScriptCommands {
+  cairnPut(keys: string, values: string, ...pairs: Array<string | Buffer>): Promise<number>;
+  cairnRemove(keys: string, values: string, ...names: string[]): Promise<number>;
+  cairnSetIf(
+    keys: string,
+    values: string,
+    key: string,
+    value: Buffer,
+    mode: "absent" | "equals",
+    expected: Buffer,
+  ): Promise<number>;
+  cairnPageBuffer(
+    keys: string,
+    values: string,
+    min: Buffer,
+    max: Buffer,
+    count: number,
+    budget: number,
+  ): Promise<Buffer[]>;
+  cairnRegister(index: string, registered: string, partition: string): Promise<number>;
+  cairnIndexPage(index: string, registered: string, min: Buffer, count: number): Promise<string[]>;
+  cairnUnregister(index: string, registered: string, partition: string, time: string): Promise<number>;
+}
+
+type ScriptClient = Redis & ScriptCommands;
+type ScriptPipeline = ChainableCommander & {
+  [K in keyof ScriptCommands]: (...args: unknown[]) => ScriptPipeline;
+};
+
+function defineScripts(client: Redis): ScriptClient {
+  const scripts: Array<[string, string]> = [
+    ["cairnPut", PUT],
+    ["cairnRemove", REMOVE],
+    ["cairnSetIf", SET_IF],
+    ["cairnPage", PAGE],
+    ["cairnRegister", REGISTER],
+    ["cairnIndexPage", INDEX_PAGE],
+    ["cairnUnregister", UNREGISTER],
+  ];
+  for (const [name, lua] of scripts) {
+    if (!(name in client)) client.defineCommand(name, { numberOfKeys: 2, lua });
+  }
+  return client as ScriptClient;
+}
+
+const toBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+function wholeNumber(name: string, value: number | undefined, fallback: number, min: number): number {
+  const n = value ?? fallback;
+  if (!Number.isSafeInteger(n) || n < min) {
+    throw new InvalidArgumentError(`${name} must be a whole number ≥ ${min}, got ${value}.`);
+  }
+  return n;
+}
+
+/**
+ * Connects to Redis and opens a metadata engine under a key prefix: per partition a sorted set of its keys (all
+ * scores 0, so ZRANGEBYLEX reads them in byte order) beside a hash of their values, both under one hash tag;
+ * a sorted set indexes the partitions. The first open of a prefix writes a marker with the layout's version,
+ * after checking that no other application's keys are under the prefix.
+ *
+ * @throws InvalidArgumentError when an option is invalid or the database number is out of range.
+ * @throws UnavailableError when the server cannot be reached within `connectTimeout`.
+ * @throws PermissionDeniedError when the server refuses the credentials.
+ * @throws PreconditionFailedError when the prefix holds keys cairn did not write.
+ * @throws UnsupportedError when the prefix was written by a newer cairn (schema version).
+ */
+export async function createRedisEngine(options: RedisEngineOptions = {}): Promise<RedisEngine> {
+  const config = Object.freeze({
+    host: options.host ?? "127.0.0.1",
+    port: wholeNumber("port", options.port, 6379, 1),
+    db: wholeNumber("db", options.db, 0, 0),
+    username: options.username,
+    password: options.password,
+    tls: options.tls ?? false,
+    prefix: options.prefix ?? "cairn:",
+    connectTimeout: wholeNumber("connectTimeout", options.connectTimeout, 5000, 1),
+    commandTimeout: wholeNumber("commandTimeout", options.commandTimeout, 60_000, 1),
+    pageSize: wholeNumber("pageSize", options.pageSize, 1000, 1),
+    indexGrace: wholeNumber("indexGrace", options.indexGrace, 600_000, 0),
+  });
+  if (config.pageSize > 5000)
+    throw new InvalidArgumentError(`pageSize must be at most 5000, got ${config.pageSize}.`);
+  if (/[{}]/.test(config.prefix)) {
+    throw new InvalidArgumentError(
+      `The key prefix ${JSON.stringify(config.prefix)} must not contain "{" or "}": the engine's hash tags follow it.`,
+    );
+  }
+  if (config.username !== undefined && config.password === undefined) {
+    throw new InvalidArgumentError("A Redis user name needs a password.");
+  }
+  const location =
+    options.location ??
+    `${config.tls ? "rediss" : "redis"}://${config.host.includes(":") ? `[${config.host}]` : config.host}:${config.port}/${config.db}`;
+
+  let client: Redis;
+  let lastSocketError: unknown;
+  const owned = !options.client;
+  if (options.client) {
+    client = options.client;
+  } else {
+    client = await connect(config, location, (error) => {
+      lastSocketError = error;
+    });
+  }
+  const engine = new RedisEngineImpl(defineScripts(client), owned, config, location, () => lastSocketError);
+  try {
+    await engine.prepare();
+  } catch (error) {
+    await engine.close().catch(() => {});
+    throw mapRedisError(error, location, { opening: true, lastSocketError });
+  }
+  return engine;
+}
+
+type Config = Readonly<{
+  host: string;
+  port: number;
+  db: number;
+  username: string | undefined;
+  password: string | undefined;
+  tls: boolean | ConnectionOptions;
+  prefix: string;
+  connectTimeout: number;
+  commandTimeout: number;
+  pageSize: number;
+  indexGrace: number;
+}>;
+
+/**
+ * Opens the connection. Authentication and SELECT are sent by the engine, not by ioredis, on the first
+ * connection: ioredis only warns on the console when the server refuses a password it does not need, and would
+ * select the database before authenticating. Once they succeed, ioredis is given them for reconnections.
+ */
+async function connect(config: Config, location: string, onError: (error: unknown) => void): Promise<Redis> {
+  let connected = false;
+  const client = new Redis({
+    host: config.host,
+    port: config.port,
+    ...(config.tls ? { tls: config.tls === true ? { servername: config.host } : config.tls } : {}),
+    lazyConnect: true,
+    enableReadyCheck: false,
+    disableClientInfo: true,
+    connectTimeout: config.connectTimeout,
+    commandTimeout: config.commandTimeout,
+    // A lost connection is retried with backoff; the calls waiting meanwhile fail after two attempts instead of
+    // hanging. The first connection is not retried: an unreachable server is reported at once.
+    maxRetriesPerRequest: 2,
+    retryStrategy: (attempt) => (connected ? Math.min(attempt * 200, 2000) : null),
+  });
+  client.on("error", onError);
+  let lastError: unknown;
+  client.on("error", (error) => {
+    lastError = error;
+  });
+  try {
+    await client.connect();
+    if (config.password !== undefined) {
+      await (config.username !== undefined
+        ? client.auth(config.username, config.password)
+        : client.auth(config.password));
+    }
+    if (config.db !== 0) await client.select(config.db);
+  } catch (error) {
+    client.disconnect();
+    throw mapRedisError(error, location, { opening: true, lastSocketError: lastError });
+  }
+  connected = true;
+  Object.assign(client.options, { username: config.username, password: config.password, db: config.db });
+  return client;
+}
+
+class RedisEngineImpl implements RedisEngine {
+  readonly kind = "redis" as const;
+  readonly capabilities = CAPABILITIES;
+  readonly prefix: string;
+  readonly location: string;
+  readonly #client: ScriptClient;
+  readonly #owned: boolean;
+  readonly #config: Config;
+  readonly #keys: KeyLayout;
+  readonly #lastSocketError: () => unknown;
+  /** Partition → local time (ms) this connection last registered it in the index. */
+  readonly #registered = new Map<string, number>();
+  #closed = false;
+
+  constructor(
+    client: ScriptClient,
+    owned: boolean,
+    config: Config,
+    location: string,
+    lastSocketError: () => unknown,
+  ) {
+    this.#client = client;
+    this.#owned = owned;
+    this.#config = config;
+    this.prefix = config.prefix;
+    this.location = location;
+    this.#keys = keyLayout(config.prefix);
+    this.#lastSocketError = lastSocketError;
+  }
+
+  /** Checks the prefix's marker, or claims an unused prefix by writing it. */
+  async prepare(): Promise<void> {
+    const meta = this.#keys.meta;
+    if (await this.#checkMarker()) return;
+    const foreign = await this.#firstKeyUnderPrefix();
+    // Another connection may have claimed the prefix (and written keys) since the marker was read.
+    if (foreign !== undefined && !(await this.#checkMarker())) {
+      throw new PreconditionFailedError(
+        `The Redis database ${this.location} holds keys under the prefix ${JSON.stringify(this.prefix)} that cairn did not write (e.g. ${JSON.stringify(foreign)}, and no marker ${JSON.stringify(meta)}); choose another prefix or database.`,
+      );
+    }
+    await this.#client.hsetnx(meta, "schema", String(REDIS_SCHEMA_VERSION));
+    await this.#client.hsetnx(
+      meta,
+      "layout",
+      "cairn engine-redis: partition keys in sorted sets, values in hashes",
+    );
+    if (!(await this.#checkMarker())) {
+      throw new UnavailableError(
+        `Could not write the marker key ${JSON.stringify(meta)} at ${this.location}.`,
+      );
+    }
+  }
+
+  /** True when the marker says this layout; false when there is no marker; throws for a foreign or newer one. */
+  async #checkMarker(): Promise<boolean> {
+    const meta = this.#keys.meta;
+    const type = await this.#client.type(meta);
+    if (type === "none") return false;
+    const schema = type === "hash" ? await this.#client.hget(meta, "schema") : null;
+    const version = schema === null ? Number.NaN : Number(schema);
+    if (!Number.isSafeInteger(version)) {
+      throw new PreconditionFailedError(
+        `The key ${JSON.stringify(meta)} at ${this.location} is not cairn's marker (a ${type} without a schema version); choose another prefix or database.`,
+      );
+    }
+    if (version > REDIS_SCHEMA_VERSION) {
+      throw new UnsupportedError(
+        `The prefix ${JSON.stringify(this.prefix)} at ${this.location} has cairn schema version ${version}, newer than the ${REDIS_SCHEMA_VERSION} this build understands; upgrade cairn to open it.`,
+      );
+    }
+    return true;
+  }
+
+  /** Any key under the prefix, found with SCAN (once, when a prefix is first used). */
+  async #firstKeyUnderPrefix(): Promise<string | undefined> {
+    const match = `${globLiteral(this.prefix)}*`;
+    let cursor = "0";
+    do {
+      const [next, keys] = await this.#client.scan(cursor, "MATCH", match, "COUNT", 1000);
+      if (keys.length > 0) return keys[0];
+      cursor = next;
+    } while (cursor !== "0");
+    return undefined;
+  }
+
+  /** Runs `fn` on the open connection, mapping native errors to core's. */
+  async #run<T>(fn: () => Promise<T>): Promise<T> {
+    this.#checkOpen();
+    try {
+      return await fn();
+    } catch (error) {
+      throw mapRedisError(error, this.location, { lastSocketError: this.#lastSocketError() });
+    }
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new UnavailableError(`The Redis engine for ${this.location} is closed.`);
+  }
+
+  /**
+   * Whether `partition` must be (re)registered in the index before a write: not when this connection did so
+   * less than half the grace period ago, since housekeeping leaves a name alone for the whole grace period.
+   */
+  #needsRegistration(partition: string): boolean {
+    const at = this.#registered.get(partition);
+    return at === undefined || Date.now() - at > this.#config.indexGrace / 2;
+  }
+
+  #noteRegistered(partition: string, at: number): void {
+    if (this.#registered.size >= REGISTRATION_CACHE) this.#registered.clear();
+    this.#registered.set(partition, at);
+  }
+
+  async get(partition: string, key: string): Promise<Uint8Array | undefined> {
+    encodePartition(partition);
+    encodeKey(key);
+    const value = await this.#run(() => this.#client.hgetBuffer(this.#keys.values(partition), key));
+    return value ?? undefined;
+  }
+
+  async set(partition: string, key: string, value: Uint8Array): Promise<void> {
+    encodePartition(partition);
+    encodeKey(key);
+    const v = toBuffer(checkValue(value, key));
+    await this.#write(partition, (p) =>
+      p.cairnPut(this.#keys.keys(partition), this.#keys.values(partition), key, v),
+    );
+  }
+
+  async setIf(
+    partition: string,
+    key: string,
+    value: Uint8Array,
+    expected: Uint8Array | null,
+  ): Promise<boolean> {
+    encodePartition(partition);
+    encodeKey(key);
+    const v = toBuffer(checkValue(value, key));
+    checkExpected(expected, key);
+    const result = await this.#write(partition, (p) =>
+      p.cairnSetIf(
+        this.#keys.keys(partition),
+        this.#keys.values(partition),
+        key,
+        v,
+        expected === null ? "absent" : "equals",
+        expected === null ? Buffer.alloc(0) : toBuffer(expected),
+      ),
+    );
+    return result === 1;
+  }
+
+  /** One write to `partition` in one round trip, after registering the partition in the index when needed. */
+  async #write(partition: string, command: (p: ScriptPipeline) => ScriptPipeline): Promise<unknown> {
+    return this.#run(async () => {
+      const pipeline = this.#client.pipeline() as ScriptPipeline;
+      const register = this.#needsRegistration(partition);
+      const sent = Date.now();
+      if (register) pipeline.cairnRegister(this.#keys.partitionIndex, this.#keys.registered, partition);
+      command(pipeline);
+      const results = (await pipeline.exec()) ?? [];
+      for (const [error] of results) if (error) throw error;
+      if (register) this.#noteRegistered(partition, sent);
+      return results[results.length - 1]?.[1];
+    });
+  }
+
+  async delete(partition: string, key: string): Promise<void> {
+    encodePartition(partition);
+    encodeKey(key);
+    // Deleting needs no registration: it never makes a partition hold keys.
+    await this.#run(() =>
+      this.#client.cairnRemove(this.#keys.keys(partition), this.#keys.values(partition), key),
+    );
+  }
+
+  async writeBatch(ops: readonly WriteOp[]): Promise<void> {
+    this.#checkOpen();
+    // Ops on different keys commute and the last op on a key decides its state, so the batch is applied as the
+    // final state of each key, grouped by partition: a few large commands instead of one per op.
+    const byPartition = new Map<string, Map<string, Buffer | null>>();
+    for (const op of ops) {
+      encodePartition(op.partition);
+      encodeKey(op.key);
+      const value = op.value === null ? null : toBuffer(checkValue(op.value, op.key));
+      let keys = byPartition.get(op.partition);
+      if (!keys) {
+        keys = new Map();
+        byPartition.set(op.partition, keys);
+      }
+      keys.delete(op.key);
+      keys.set(op.key, value);
+    }
+    if (byPartition.size === 0) return;
+    await this.#run(async () => {
+      const inFlight = new Set<Promise<void>>();
+      let pipeline = this.#client.pipeline() as ScriptPipeline;
+      let calls = 0;
+      let failure: unknown;
+      const registered: Array<[string, number]> = [];
+      const flush = async () => {
+        if (calls === 0) return;
+        const sent = pipeline;
+        pipeline = this.#client.pipeline() as ScriptPipeline;
+        calls = 0;
+        const done = sent.exec().then(
+          (results) => {
+            for (const [error] of results ?? []) if (error && failure === undefined) failure = error;
+          },
+          (error: unknown) => {
+            if (failure === undefined) failure = error;
+          },
+        );
+        const tracked = done.finally(() => inFlight.delete(tracked));
+        inFlight.add(tracked);
+        if (inFlight.size >= PIPELINES_IN_FLIGHT) await Promise.race(inFlight);
+      };
+      const now = Date.now();
+      for (const [partition, entries] of byPartition) {
+        const zset = this.#keys.keys(partition);
+        const hash = this.#keys.values(partition);
+        const puts: Array<string | Buffer> = [];
+        const removes: string[] = [];
+        // Registration goes first on the same connection, so the server applies it before any of the writes.
+        if ([...entries.values()].some((v) => v !== null) && this.#needsRegistration(partition)) {
+          pipeline.cairnRegister(this.#keys.partitionIndex, this.#keys.registered, partition);
+          registered.push([partition, now]);
+          calls++;
+        }
+        for (const [key, value] of entries) {
+          if (failure !== undefined) break;
+          if (value === null) removes.push(key);
+          else puts.push(key, value);
+          if (puts.length === 2 * BATCH_ENTRIES) {
+            pipeline.cairnPut(zset, hash, ...puts.splice(0));
+            if (++calls >= PIPELINE_CALLS) await flush();
+          }
+          if (removes.length === BATCH_ENTRIES) {
+            pipeline.cairnRemove(zset, hash, ...removes.splice(0));
+            if (++calls >= PIPELINE_CALLS) await flush();
+          }
+        }
+        if (puts.length > 0) {
+          pipeline.cairnPut(zset, hash, ...puts);
+          calls++;
+        }
+        if (removes.length > 0) {
+          pipeline.cairnRemove(zset, hash, ...removes);
+          calls++;
+        }
+        if (calls >= PIPELINE_CALLS) await flush();
+      }
+      await flush();
+      await Promise.all(inFlight);
+      if (failure !== undefined) throw failure;
+      for (const [partition, at] of registered) this.#noteRegistered(partition, at);
+    });
+  }
+
+  async *scan(partition: string, options: ScanOptions = {}): AsyncGenerator<KvEntry> {
+    encodePartition(partition);
+    const range = scanRange(options);
+    this.#checkOpen();
+    let remaining = range.limit;
+    if (remaining === 0) return;
+    const zset = this.#keys.keys(partition);
+    const hash = this.#keys.values(partition);
+    const max = range.upper ? Buffer.concat([Buffer.from("("), range.upper]) : Buffer.from("+");
+    const fetch = (min: Buffer, count: number) =>
+      this.#run(() => this.#client.cairnPageBuffer(zset, hash, min, max, count, PAGE_BYTES));
+    let min = range.lower
+      ? Buffer.concat([Buffer.from(range.inclusive ? "[" : "("), range.lower])
+      : Buffer.from("-");
+    let next: Promise<Buffer[]> | undefined = fetch(min, Math.min(this.#config.pageSize, remaining));
+    try {
+      while (next) {
+        const reply = await next;
+        next = undefined;
+        const last = reply[0]!;
+        const more = Number(reply[1]!.toString()) === 1;
+        const count = (reply.length - 2) / 2;
+        remaining -= count;
+        // The next page is asked for before this one is handed out, so the round trip overlaps the caller's work.
+        if (more && remaining > 0 && last.length > 0) {
+          min = Buffer.concat([Buffer.from("("), last]);
+          next = fetch(min, Math.min(this.#config.pageSize, remaining));
+        }
+        for (let i = 2; i < reply.length; i += 2) {
+          yield { key: reply[i]!.toString("utf8"), value: reply[i + 1]! };
+        }
+      }
+    } finally {
+      // A caller that stops early leaves a page in flight; its result or error is of no use any more.
+      next?.catch(() => {});
+    }
+  }
+
+  async *partitions(): AsyncGenerator<string> {
+    this.#checkOpen();
+    let min = Buffer.from("-");
+    for (;;) {
+      const page = await this.#run(() =>
+        this.#client.cairnIndexPage(this.#keys.partitionIndex, this.#keys.registered, min, INDEX_PAGE_SIZE),
+      );
+      const now = Number(page[0]);
+      const names: string[] = [];
+      const times: string[] = [];
+      for (let i = 1; i < page.length; i += 2) {
+        names.push(page[i]!);
+        times.push(page[i + 1]!);
+      }
+      if (names.length === 0) return;
+      // The index may list partitions that were emptied: only those holding keys are yielded.
+      const held = await this.#run(async () => {
+        const pipeline = this.#client.pipeline();
+        for (const name of names) pipeline.exists(this.#keys.keys(name));
+        return ((await pipeline.exec()) ?? []).map(([error, n]) => {
+          if (error) throw error;
+          return n === 1;
+        });
+      });
+      const stale: Array<[string, string]> = [];
+      for (let i = 0; i < names.length; i++) {
+        if (held[i]) yield names[i]!;
+        else if (now - Number(times[i]) > this.#config.indexGrace) stale.push([names[i]!, times[i]!]);
+      }
+      // Housekeeping: a name registered long ago whose partition is empty now is dropped, unless it was
+      // registered again since its time was read (a writer on its way); see README, "Partition index".
+      if (stale.length > 0) {
+        await this.#run(async () => {
+          const pipeline = this.#client.pipeline() as ScriptPipeline;
+          for (const [name, time] of stale)
+            pipeline.cairnUnregister(this.#keys.partitionIndex, this.#keys.registered, name, time);
+          await pipeline.exec();
+        });
+      }
+      if (names.length < INDEX_PAGE_SIZE) return;
+      min = Buffer.concat([Buffer.from("("), Buffer.from(names[names.length - 1]!, "utf8")]);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#registered.clear();
+    if (!this.#owned) return;
+    try {
+      await this.#client.quit();
+    } catch {
+      // The connection is gone already: closing it is done.
+      this.#client.disconnect();
+    }
+  }
+}
