@@ -1,1 +1,2 @@
-export {};
+export * from "./factory.js";
+export * from "./mysql-engine.js";

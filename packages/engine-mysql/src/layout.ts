@@ -1,0 +1,129 @@
+import { Buffer } from "node:buffer";
+import { createHash } from "node:crypto";
+
+/**
+ * How a key is stored. InnoDB indexes at most 3,072 bytes per key (16 KiB pages), but a partition name may
+ * take 255 bytes and a key 4,096, so a key is split into its first {@link HEAD_BYTES} bytes (`head`, indexed)
+ * and the rest (`tail`, not indexed). The primary key is `(p, head, tail_hash)`, where `tail_hash` is the
+ * SHA-256 of the tail, or empty when there is no tail: unique for every key, and ordered like the keys
+ * themselves except among long keys that share the same head, which scans put back in order (see
+ * `MysqlEngine`'s scan). Comparing `(head, tail)` lexicographically is comparing the whole keys, because every
+ * head that has a tail is exactly {@link HEAD_BYTES} long.
+ */
+export const HEAD_BYTES = 2048;
+
+/** The longest tail: the contract's longest key less the head. */
+export const TAIL_BYTES = 4096 - HEAD_BYTES;
+
+/** A key as stored: the indexed head, the SHA-256 of the tail (empty without one) and the tail. */
+export interface StoredKey {
+  head: Buffer;
+  hash: Buffer;
+  tail: Buffer;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** Splits the UTF-8 bytes of a key into its stored columns. */
+export function splitKey(key: Buffer): StoredKey {
+  if (key.length <= HEAD_BYTES) return { head: key, hash: EMPTY, tail: EMPTY };
+  const tail = key.subarray(HEAD_BYTES);
+  return { head: key.subarray(0, HEAD_BYTES), hash: createHash("sha256").update(tail).digest(), tail };
+}
+
+/** The key whose stored columns are `head` and `tail`, as a string. */
+export function joinKey(head: Buffer, tail: Buffer): string {
+  // Decoded together: the split may fall inside a multi-byte character.
+  return tail.length === 0 ? head.toString("utf8") : Buffer.concat([head, tail]).toString("utf8");
+}
+
+/** The statements that create the key-value table and the table of the schema version (quoted names). */
+export function tableStatements(kv: string, meta: string): { kv: string; meta: string } {
+  return {
+    meta: `CREATE TABLE IF NOT EXISTS ${meta} (
+      name VARBINARY(64) NOT NULL,
+      value VARBINARY(255) NOT NULL,
+      PRIMARY KEY (name)
+    ) ENGINE=InnoDB ROW_FORMAT=DYNAMIC`,
+    kv: `CREATE TABLE IF NOT EXISTS ${kv} (
+      p VARBINARY(255) NOT NULL,
+      head VARBINARY(${HEAD_BYTES}) NOT NULL,
+      tail_hash VARBINARY(32) NOT NULL,
+      tail VARBINARY(${TAIL_BYTES}) NOT NULL,
+      value LONGBLOB NOT NULL,
+      PRIMARY KEY (p, head, tail_hash)
+    ) ENGINE=InnoDB ROW_FORMAT=DYNAMIC`,
+  };
+}
+
+/** `name` quoted as a MySQL identifier. */
+export function quoteIdentifier(name: string): string {
+  return `\`${name.replaceAll("`", "``")}\``;
+}
+
+const TAB = 0x09;
+const NEWLINE = 0x0a;
+const BACKSLASH = 0x5c;
+const NUL = 0x00;
+
+/**
+ * Rows for `LOAD DATA … FIELDS TERMINATED BY '\t' ESCAPED BY '\\' LINES TERMINATED BY '\n'` with
+ * `CHARACTER SET binary`: fields are raw bytes with tab, newline, backslash and NUL escaped, so any value
+ * survives without hex or base64 (which would double the bytes sent and cost the server a decode per row).
+ * Chunks are at most about `chunkBytes` long, a row longer than that is one chunk of its own.
+ */
+export class RowWriter {
+  #buffer: Buffer;
+  #length = 0;
+  readonly #chunkBytes: number;
+
+  constructor(chunkBytes = 1024 * 1024) {
+    this.#chunkBytes = chunkBytes;
+    this.#buffer = Buffer.allocUnsafe(chunkBytes);
+  }
+
+  get length(): number {
+    return this.#length;
+  }
+
+  /** Appends one row; returns whether the chunk is full and should be taken. */
+  row(fields: readonly Uint8Array[]): boolean {
+    let worst = fields.length;
+    for (const field of fields) worst += 2 * field.length;
+    this.#reserve(worst);
+    const out = this.#buffer;
+    let at = this.#length;
+    for (let f = 0; f < fields.length; f++) {
+      if (f > 0) out[at++] = TAB;
+      const field = fields[f]!;
+      for (let i = 0; i < field.length; i++) {
+        const b = field[i]!;
+        if (b === TAB || b === NEWLINE || b === BACKSLASH || b === NUL) {
+          out[at++] = BACKSLASH;
+          out[at++] = b === TAB ? 0x74 : b === NEWLINE ? 0x6e : b === NUL ? 0x30 : BACKSLASH;
+        } else {
+          out[at++] = b;
+        }
+      }
+    }
+    out[at++] = NEWLINE;
+    this.#length = at;
+    return at >= this.#chunkBytes;
+  }
+
+  /** The rows written since the last call, as one new buffer. */
+  take(): Buffer {
+    // Handed over whole rather than copied: the next rows go to a new buffer.
+    const chunk = this.#buffer.subarray(0, this.#length);
+    this.#buffer = Buffer.allocUnsafe(this.#chunkBytes);
+    this.#length = 0;
+    return chunk;
+  }
+
+  #reserve(bytes: number): void {
+    if (this.#length + bytes <= this.#buffer.length) return;
+    const bigger = Buffer.allocUnsafe(this.#length + bytes);
+    this.#buffer.copy(bigger, 0, 0, this.#length);
+    this.#buffer = bigger;
+  }
+}

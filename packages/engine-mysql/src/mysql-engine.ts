@@ -1,0 +1,910 @@
+import { Buffer } from "node:buffer";
+import { Readable } from "node:stream";
+import {
+  CorruptError,
+  checkExpected,
+  checkValue,
+  type EngineCapabilities,
+  type EngineSnapshot,
+  encodeKey,
+  encodePartition,
+  InvalidArgumentError,
+  type KvEntry,
+  type MetadataEngine,
+  type ScanOptions,
+  scanRange,
+  UnavailableError,
+  UnsupportedError,
+  type WriteOp,
+} from "@cairn/core";
+import mysql, {
+  type Connection,
+  type Pool,
+  type PoolConnection,
+  type ResultSetHeader,
+  type RowDataPacket,
+} from "mysql2/promise";
+import { driverCode, isLocalInfileRefused, isRetryable, mapMysqlError } from "./errors.js";
+import {
+  HEAD_BYTES,
+  joinKey,
+  quoteIdentifier,
+  RowWriter,
+  type StoredKey,
+  splitKey,
+  tableStatements,
+} from "./layout.js";
+
+/** The version of the tables this build writes. A database with a newer one is refused, never downgraded. */
+export const MYSQL_SCHEMA_VERSION = 1;
+
+export interface MysqlEngineOptions {
+  /**
+   * Host name or address of the server.
+   * @default "127.0.0.1"
+   */
+  host?: string;
+  /**
+   * TCP port of the server.
+   * @default 3306
+   */
+  port?: number;
+  /**
+   * User to log in as.
+   * @default "root"
+   */
+  user?: string;
+  /** Password of `user`; none when absent. */
+  password?: string;
+  /** The database holding cairn's tables; created when missing unless `createDatabase` is false. */
+  database: string;
+  /**
+   * Start of the names of the two tables, `<prefix>kv` and `<prefix>meta`, so several cairn engines can share
+   * one database. Letters, digits and `_`, at most 40 characters.
+   * @default "cairn_"
+   */
+  tablePrefix?: string;
+  /**
+   * Most connections the engine keeps open at once (a snapshot takes one more of its own).
+   * @default 4
+   */
+  poolSize?: number;
+  /**
+   * Milliseconds a connection attempt may take before failing with `UNAVAILABLE`.
+   * @default 5000
+   */
+  connectTimeout?: number;
+  /**
+   * Most entries `scan` reads per query. Values over 64 KiB are read one by one, so a page holds at most
+   * `pageSize` × (64 KiB + key) bytes.
+   * @default 1000
+   */
+  pageSize?: number;
+  /**
+   * Load large batches with `LOAD DATA LOCAL INFILE` (about twice as fast as multi-row `INSERT`). When the server
+   * refuses it (`local_infile` off), the engine falls back to `INSERT` by itself; `false` never tries.
+   * @default true
+   */
+  localInfile?: boolean;
+  /**
+   * Create `database` when it does not exist (needs the `CREATE` privilege).
+   * @default true
+   */
+  createDatabase?: boolean;
+  /**
+   * A mysql2 promise pool to use instead of connecting with the options above (custom authentication, TLS).
+   * It must keep mysql2's default `FOUND_ROWS` flag. The engine does not end it on close: its owner does.
+   */
+  pool?: Pool;
+  /** How messages name the server; built from the options (without the password) when absent. */
+  url?: string;
+}
+
+/** A {@link MetadataEngine} kept in a MySQL or MariaDB database. */
+export interface MysqlEngine extends MetadataEngine {
+  readonly kind: "mysql";
+  /** The engine's URL with the password hidden, as error messages name it. */
+  readonly url: string;
+  /** The database and the two tables (unquoted) the engine uses. */
+  readonly database: string;
+  readonly tables: Readonly<{ kv: string; meta: string }>;
+}
+
+type Config = Readonly<
+  Required<Omit<MysqlEngineOptions, "password" | "pool" | "url">> &
+    Pick<MysqlEngineOptions, "password" | "pool"> & { url: string }
+>;
+
+const CAPABILITIES: EngineCapabilities = Object.freeze({ atomicBatch: true, consistency: "snapshot" });
+
+/** Values up to this size come back with the page of a scan; larger ones are read one by one. */
+const INLINE_VALUE_BYTES = 64 * 1024;
+/** Sets with values up to this size go in multi-row statements; larger ones one by one as binary parameters. */
+const BATCH_VALUE_BYTES = 1024 * 1024;
+/** A batch with at least this many sets is loaded with `LOAD DATA LOCAL INFILE`. */
+const BULK_MIN_ROWS = 200;
+/** Most SQL text of one multi-row statement (values are sent as hex, twice their size). */
+const STATEMENT_BYTES = 4 * 1024 * 1024;
+/** Most rows of one multi-row statement. */
+const STATEMENT_ROWS = 1000;
+/** Room left in a packet for the statement around a value. */
+const PACKET_SLACK = 16 * 1024;
+/** How often a transaction the server rolled back (deadlock, lock wait) is run again. */
+const TRANSACTION_ATTEMPTS = 8;
+
+/** What a scan, `get` and `partitions` run their statements on: the pool, or a snapshot's connection. */
+type Queryable = Pick<Connection, "query" | "execute">;
+
+/**
+ * Where the next page of a scan starts: after (or at) the key `(head, tail)`, or, when `tail` is null, after
+ * every key whose head is `head`. `group` reads the keys sharing one long head, ordered by tail.
+ */
+interface Lower {
+  head: Buffer;
+  tail: Buffer | null;
+  inclusive: boolean;
+  group?: boolean;
+}
+
+interface PageRow {
+  head: Buffer;
+  tail: Buffer;
+  /** Null when the value is larger than {@link INLINE_VALUE_BYTES}: it is read when yielded. */
+  value: Buffer | null;
+}
+
+interface Page {
+  rows: PageRow[];
+  /** Where the next page starts; undefined when the range has no more keys. */
+  next: Lower | undefined;
+}
+
+interface EncodedSet {
+  p: Buffer;
+  key: StoredKey;
+  value: Buffer;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** A Buffer over the same memory as `bytes`, which mysql2 sends as binary (it needs a Buffer, not a Uint8Array). */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * Opens a MySQL / MariaDB metadata engine: connects (failing within `connectTimeout` when the server is down),
+ * creates the database when missing, then the tables and the schema-version row on first use.
+ *
+ * @throws InvalidArgumentError when an option is invalid.
+ * @throws UnavailableError when the server cannot be reached; PermissionDeniedError when it refuses the
+ *   credentials or a privilege.
+ * @throws UnsupportedError when the tables were written by a newer cairn (schema version).
+ */
+export async function createMysqlEngine(options: MysqlEngineOptions): Promise<MysqlEngine> {
+  const config: Config = Object.freeze({
+    host: options.host ?? "127.0.0.1",
+    port: options.port ?? 3306,
+    user: options.user ?? "root",
+    password: options.password,
+    database: options.database,
+    tablePrefix: options.tablePrefix ?? "cairn_",
+    poolSize: options.poolSize ?? 4,
+    connectTimeout: options.connectTimeout ?? 5000,
+    pageSize: options.pageSize ?? 1000,
+    localInfile: options.localInfile ?? true,
+    createDatabase: options.createDatabase ?? true,
+    pool: options.pool,
+    url:
+      options.url ??
+      `mysql://${encodeURIComponent(options.user ?? "root")}${options.password ? ":***" : ""}@${
+        (options.host ?? "127.0.0.1").includes(":") ? `[${options.host}]` : (options.host ?? "127.0.0.1")
+      }:${options.port ?? 3306}/${encodeURIComponent(options.database ?? "")}`,
+  });
+  const positive = (name: string, n: number) => {
+    if (!Number.isSafeInteger(n) || n < 1) {
+      throw new InvalidArgumentError(`${name} must be a positive whole number, got ${n} (${config.url}).`);
+    }
+  };
+  positive("poolSize", config.poolSize);
+  positive("connectTimeout", config.connectTimeout);
+  positive("pageSize", config.pageSize);
+  positive("port", config.port);
+  if (typeof config.database !== "string" || config.database === "") {
+    throw new InvalidArgumentError(`A MySQL engine needs a database name (${config.url}).`);
+  }
+  if (!/^[A-Za-z0-9_]{0,40}$/.test(config.tablePrefix)) {
+    throw new InvalidArgumentError(
+      `The table prefix "${config.tablePrefix}" of ${config.url} may only hold letters, digits and _ (at most 40).`,
+    );
+  }
+  const engine = new MysqlEngineImpl(config);
+  await engine.open();
+  return engine;
+}
+
+class MysqlEngineImpl implements MysqlEngine {
+  readonly kind = "mysql" as const;
+  readonly capabilities = CAPABILITIES;
+  readonly url: string;
+  readonly database: string;
+  readonly tables: Readonly<{ kv: string; meta: string }>;
+  readonly #config: Config;
+  readonly #pool: Pool;
+  readonly #owned: boolean;
+  readonly #sql: ReturnType<typeof statements>;
+  readonly #snapshots = new Set<Connection>();
+  #closed = false;
+  #maxPacket = 16 * 1024 * 1024;
+  #localInfile: boolean;
+
+  constructor(config: Config) {
+    this.#config = config;
+    this.url = config.url;
+    this.database = config.database;
+    this.tables = Object.freeze({ kv: `${config.tablePrefix}kv`, meta: `${config.tablePrefix}meta` });
+    this.#sql = statements(quoteIdentifier(this.tables.kv), quoteIdentifier(this.tables.meta));
+    this.#localInfile = config.localInfile;
+    this.#owned = config.pool === undefined;
+    this.#pool =
+      config.pool ?? mysql.createPool({ ...this.#connectionOptions(), connectionLimit: config.poolSize });
+  }
+
+  #connectionOptions(withDatabase = true): mysql.ConnectionOptions {
+    const c = this.#config;
+    return {
+      host: c.host,
+      port: c.port,
+      user: c.user,
+      password: c.password,
+      ...(withDatabase ? { database: c.database } : {}),
+      connectTimeout: c.connectTimeout,
+      enableKeepAlive: true,
+      // Only the LOAD DATA statement of writeBatch may stream a "file", and only the rows it generates.
+      infileStreamFactory: undefined,
+      multipleStatements: false,
+    };
+  }
+
+  #error(error: unknown, opening = false): unknown {
+    return mapMysqlError(error, {
+      url: this.url,
+      opening,
+      connectTimeout: this.#config.connectTimeout,
+      maxPacket: this.#maxPacket,
+    });
+  }
+
+  /** Connects, creates the database and tables when missing, and checks the schema version. */
+  async open(): Promise<void> {
+    try {
+      try {
+        await this.#readServer();
+      } catch (error) {
+        if (driverCode(error) !== "ER_BAD_DB_ERROR" || !this.#config.createDatabase || !this.#owned)
+          throw error;
+        await this.#createDatabase();
+        await this.#readServer();
+      }
+      await this.#prepareTables();
+    } catch (error) {
+      if (this.#owned) await this.#pool.end().catch(() => {});
+      this.#closed = true;
+      throw this.#error(error, true);
+    }
+  }
+
+  async #readServer(): Promise<void> {
+    const [rows] = await this.#pool.query<RowDataPacket[]>("SELECT @@max_allowed_packet AS m");
+    const m = Number(rows[0]?.m);
+    if (Number.isSafeInteger(m) && m > 0) this.#maxPacket = m;
+  }
+
+  async #createDatabase(): Promise<void> {
+    const connection = await mysql.createConnection(this.#connectionOptions(false));
+    try {
+      await connection.query(`CREATE DATABASE IF NOT EXISTS ${quoteIdentifier(this.database)}`);
+    } finally {
+      await connection.end().catch(() => {});
+    }
+  }
+
+  async #prepareTables(): Promise<void> {
+    const { create } = this.#sql;
+    await this.#pool.query(create.meta);
+    let version = await this.#schemaVersion();
+    if (version === MYSQL_SCHEMA_VERSION) return;
+    if (version !== undefined && version > MYSQL_SCHEMA_VERSION) this.#refuseNewer(version);
+    // DDL commits on its own in MySQL; IF NOT EXISTS and the upsert let several processes do this at once.
+    await this.#pool.query(create.kv);
+    await this.#pool.query(
+      `INSERT INTO ${quoteIdentifier(this.tables.meta)} (name, value) VALUES ('schema_version', ?) ON DUPLICATE KEY UPDATE name = name`,
+      [String(MYSQL_SCHEMA_VERSION)],
+    );
+    version = await this.#schemaVersion();
+    if (version !== undefined && version > MYSQL_SCHEMA_VERSION) this.#refuseNewer(version);
+  }
+
+  async #schemaVersion(): Promise<number | undefined> {
+    const [rows] = await this.#pool.query<RowDataPacket[]>(
+      `SELECT value FROM ${quoteIdentifier(this.tables.meta)} WHERE name = 'schema_version'`,
+    );
+    if (rows.length === 0) return undefined;
+    const raw = Buffer.isBuffer(rows[0]!.value) ? rows[0]!.value.toString("utf8") : String(rows[0]!.value);
+    const version = Number(raw);
+    if (!/^\d+$/.test(raw) || !Number.isSafeInteger(version)) {
+      throw new CorruptError(
+        `The table ${this.tables.meta} of ${this.url} has a cairn schema version "${raw}" that is not a number.`,
+      );
+    }
+    return version;
+  }
+
+  #refuseNewer(version: number): never {
+    throw new UnsupportedError(
+      `The tables of ${this.url} have cairn schema version ${version}, newer than the ${MYSQL_SCHEMA_VERSION} this build understands; upgrade cairn to open them.`,
+    );
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new UnavailableError(`The MySQL engine for ${this.url} is closed.`);
+  }
+
+  /** Runs `fn` on the open engine, mapping native errors to core's. */
+  async #run<T>(fn: () => Promise<T>): Promise<T> {
+    this.#checkOpen();
+    try {
+      return await fn();
+    } catch (error) {
+      throw this.#error(error);
+    }
+  }
+
+  /**
+   * Runs `fn` in a transaction on one pooled connection, again from the start when the server rolled it back
+   * because of a deadlock or a lock wait (each attempt sees the state anew, so CAS stays exact).
+   */
+  async #transaction<T>(fn: (connection: PoolConnection) => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      const connection = await this.#pool.getConnection();
+      let healthy = true;
+      try {
+        await connection.query("START TRANSACTION");
+        const result = await fn(connection);
+        await connection.query("COMMIT");
+        return result;
+      } catch (error) {
+        await connection.query("ROLLBACK").catch(() => {
+          healthy = false;
+        });
+        if (!isRetryable(error) || attempt >= TRANSACTION_ATTEMPTS) throw error;
+        await new Promise((r) => setTimeout(r, Math.random() * 5 * attempt));
+      } finally {
+        if (healthy) connection.release();
+        else connection.destroy();
+      }
+    }
+  }
+
+  /** Refuses a value the server could not receive in one statement (its `max_allowed_packet`). */
+  #checkFits(key: string, bytes: number): void {
+    if (bytes + PACKET_SLACK > this.#maxPacket) {
+      throw new InvalidArgumentError(
+        `The value of key ${JSON.stringify(key.slice(0, 40))} is ${bytes} bytes, more than the MySQL server at ${this.url} accepts in one statement (max_allowed_packet is ${this.#maxPacket} bytes); raise max_allowed_packet on the server.`,
+      );
+    }
+  }
+
+  async get(partition: string, key: string): Promise<Uint8Array | undefined> {
+    const p = encodePartition(partition);
+    const k = splitKey(encodeKey(key));
+    return this.#run(() => this.#get(this.#pool, p, k));
+  }
+
+  async #get(q: Queryable, p: Buffer, k: StoredKey): Promise<Buffer | undefined> {
+    const [rows] = await q.execute<RowDataPacket[]>({ sql: this.#sql.get, rowsAsArray: true }, [
+      p,
+      k.head,
+      k.hash,
+    ]);
+    return rows[0]?.[0] as Buffer | undefined;
+  }
+
+  async set(partition: string, key: string, value: Uint8Array): Promise<void> {
+    const p = encodePartition(partition);
+    const bytes = encodeKey(key);
+    const v = asBuffer(checkValue(value, key));
+    this.#checkFits(key, v.length + bytes.length + p.length);
+    const k = splitKey(bytes);
+    await this.#run(() => this.#pool.execute(this.#sql.upsert, [p, k.head, k.hash, k.tail, v]));
+  }
+
+  async setIf(
+    partition: string,
+    key: string,
+    value: Uint8Array,
+    expected: Uint8Array | null,
+  ): Promise<boolean> {
+    const p = encodePartition(partition);
+    const bytes = encodeKey(key);
+    const v = asBuffer(checkValue(value, key));
+    const e = checkExpected(expected, key);
+    this.#checkFits(key, v.length + bytes.length + p.length);
+    const k = splitKey(bytes);
+    return this.#run(async () => {
+      if (e === null) {
+        try {
+          await this.#pool.execute(this.#sql.insert, [p, k.head, k.hash, k.tail, v]);
+          return true;
+        } catch (error) {
+          if (driverCode(error) === "ER_DUP_ENTRY") return false;
+          if (!isRetryable(error)) throw error;
+          // A lock wait or deadlock rolled the insert back: decide again in a transaction.
+          return this.#transaction(async (c) => {
+            if ((await this.#lock(c, p, k)) !== undefined) return false;
+            await c.execute(this.#sql.insert, [p, k.head, k.hash, k.tail, v]);
+            return true;
+          });
+        }
+      }
+      const want = asBuffer(e);
+      if (v.length + want.length + bytes.length + p.length + PACKET_SLACK <= this.#maxPacket) {
+        // One statement: the row lock of the UPDATE makes the comparison and the write atomic. With mysql2's
+        // FOUND_ROWS flag, affectedRows counts matched rows, so writing an equal value also reports success.
+        const [result] = await this.#pool.execute<ResultSetHeader>(this.#sql.swap, [
+          v,
+          p,
+          k.head,
+          k.hash,
+          want,
+        ]);
+        return result.affectedRows > 0;
+      }
+      // Both values would not fit in one packet: lock the row, compare here, write.
+      return this.#transaction(async (c) => {
+        const current = await this.#lock(c, p, k);
+        if (current === undefined || !current.equals(want)) return false;
+        await c.execute(this.#sql.upsert, [p, k.head, k.hash, k.tail, v]);
+        return true;
+      });
+    });
+  }
+
+  async #lock(c: Queryable, p: Buffer, k: StoredKey): Promise<Buffer | undefined> {
+    const [rows] = await c.execute<RowDataPacket[]>({ sql: this.#sql.lock, rowsAsArray: true }, [
+      p,
+      k.head,
+      k.hash,
+    ]);
+    return rows[0]?.[0] as Buffer | undefined;
+  }
+
+  async delete(partition: string, key: string): Promise<void> {
+    const p = encodePartition(partition);
+    const k = splitKey(encodeKey(key));
+    await this.#run(() => this.#pool.execute(this.#sql.remove, [p, k.head, k.hash]));
+  }
+
+  async writeBatch(ops: readonly WriteOp[]): Promise<void> {
+    this.#checkOpen();
+    if (ops.length === 0) return;
+    // Everything is checked before anything is written. The last op on a key decides its state, so the batch
+    // becomes one set of deletes and one set of writes, whose order no longer matters.
+    const encoded: Array<{ p: Buffer; key: StoredKey; value: Buffer | null }> = new Array(ops.length);
+    let partitionName: unknown;
+    let p: Buffer = EMPTY;
+    let previous: Buffer = EMPTY;
+    // A batch in ascending order of (partition, key), as loads write, has no key twice: no need to look.
+    let ascending = true;
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!;
+      if (i === 0 || op.partition !== partitionName) {
+        const next = encodePartition(op.partition);
+        if (i > 0 && Buffer.compare(p, next) >= 0) ascending = false;
+        p = next;
+        partitionName = op.partition;
+        previous = EMPTY;
+      }
+      const bytes = encodeKey(op.key);
+      if (ascending && Buffer.compare(previous, bytes) >= 0) ascending = false;
+      previous = bytes;
+      const value = op.value === null ? null : asBuffer(checkValue(op.value, op.key));
+      if (value) this.#checkFits(op.key, value.length + bytes.length + p.length);
+      encoded[i] = { p, key: splitKey(bytes), value };
+    }
+    let kept: Iterable<{ p: Buffer; key: StoredKey; value: Buffer | null }> = encoded;
+    if (!ascending) {
+      const last = new Map<string, number>();
+      for (let i = 0; i < ops.length; i++)
+        last.set(`${ops[i]!.partition.length}:${ops[i]!.partition}${ops[i]!.key}`, i);
+      if (last.size < ops.length) kept = [...last.values()].map((i) => encoded[i]!);
+    }
+    const deletes: Array<{ p: Buffer; key: StoredKey }> = [];
+    const sets: EncodedSet[] = [];
+    const large: EncodedSet[] = [];
+    for (const e of kept) {
+      if (e.value === null) deletes.push(e);
+      else if (e.value.length > BATCH_VALUE_BYTES) large.push(e as EncodedSet);
+      else sets.push(e as EncodedSet);
+    }
+    await this.#run(() =>
+      this.#transaction(async (c) => {
+        await this.#deleteRows(c, deletes);
+        for (const s of large)
+          await c.execute(this.#sql.upsert, [s.p, s.key.head, s.key.hash, s.key.tail, s.value]);
+        if (sets.length >= BULK_MIN_ROWS && this.#localInfile) {
+          try {
+            await this.#loadRows(c, sets);
+            return;
+          } catch (error) {
+            if (!isLocalInfileRefused(error)) throw error;
+            // The server has local_infile off: a failed statement leaves the transaction open, so go on with
+            // INSERT in it, and from now on only INSERT.
+            this.#localInfile = false;
+          }
+        }
+        await this.#insertRows(c, sets);
+      }),
+    );
+  }
+
+  async #deleteRows(c: PoolConnection, rows: ReadonlyArray<{ p: Buffer; key: StoredKey }>): Promise<void> {
+    let i = 0;
+    while (i < rows.length) {
+      const conditions: string[] = [];
+      const values: Buffer[] = [];
+      let bytes = 0;
+      while (i < rows.length && conditions.length < STATEMENT_ROWS && bytes < STATEMENT_BYTES) {
+        const { p, key } = rows[i++]!;
+        conditions.push("(?, ?, ?)");
+        values.push(p, key.head, key.hash);
+        bytes += 2 * (p.length + key.head.length + key.hash.length) + 48;
+      }
+      await c.query(`${this.#sql.removeMany}${conditions.join(", ")})`, values);
+    }
+  }
+
+  async #insertRows(c: PoolConnection, rows: readonly EncodedSet[]): Promise<void> {
+    let i = 0;
+    const limit = Math.min(STATEMENT_BYTES, Math.floor(this.#maxPacket / 2));
+    while (i < rows.length) {
+      const tuples: string[] = [];
+      const values: Buffer[] = [];
+      let bytes = 0;
+      while (i < rows.length && tuples.length < STATEMENT_ROWS) {
+        const { p, key, value } = rows[i]!;
+        const size = 2 * (p.length + key.head.length + key.hash.length + key.tail.length + value.length) + 32;
+        if (tuples.length > 0 && bytes + size > limit) break;
+        tuples.push("(?, ?, ?, ?, ?)");
+        values.push(p, key.head, key.hash, key.tail, value);
+        bytes += size;
+        i++;
+      }
+      await c.query(`${this.#sql.insertMany}${tuples.join(", ")}${this.#sql.onDuplicate}`, values);
+    }
+  }
+
+  /** Streams `rows` into the table with `LOAD DATA LOCAL INFILE … REPLACE`, inside the caller's transaction. */
+  async #loadRows(c: PoolConnection, rows: readonly EncodedSet[]): Promise<void> {
+    function* chunks(): Generator<Buffer> {
+      const writer = new RowWriter();
+      for (const { p, key, value } of rows) {
+        if (writer.row([p, key.head, key.hash, key.tail, value])) yield writer.take();
+      }
+      if (writer.length > 0) yield writer.take();
+    }
+    const [result] = await c.query<ResultSetHeader>({
+      sql: this.#sql.load,
+      infileStreamFactory: () => Readable.from(chunks(), { objectMode: false }),
+    });
+    if (result.warningStatus > 0) {
+      // LOAD DATA LOCAL turns bad rows into warnings instead of errors; none is expected, so any is a failure.
+      const [warnings] = await c.query<RowDataPacket[]>("SHOW WARNINGS LIMIT 1");
+      throw new UnsupportedError(
+        `The MySQL server at ${this.url} reported ${result.warningStatus} warning(s) loading a batch (${String(
+          warnings[0]?.Message ?? "no detail",
+        )}); nothing was written.`,
+      );
+    }
+  }
+
+  scan(partition: string, options: ScanOptions = {}): AsyncGenerator<KvEntry> {
+    return this.#scan(this.#pool, partition, options, () => this.#checkOpen());
+  }
+
+  async *#scan(
+    q: Queryable,
+    partition: string,
+    options: ScanOptions,
+    checkOpen: () => void,
+  ): AsyncGenerator<KvEntry> {
+    checkOpen();
+    const p = encodePartition(partition);
+    const range = scanRange(options);
+    let remaining = range.limit;
+    if (remaining <= 0) return;
+    const upper = range.upper ? splitKey(range.upper) : undefined;
+    const lower: Lower | undefined = range.lower
+      ? { ...splitKey(range.lower), inclusive: range.inclusive }
+      : undefined;
+    const pageSize = this.#config.pageSize;
+    const fetch = (from: Lower | undefined, want: number) => {
+      const promise = this.#page(q, p, from, upper, want).catch((error: unknown) => {
+        throw this.#error(error);
+      });
+      // Read ahead; an abandoned scan must not leave an unhandled rejection behind.
+      promise.catch(() => {});
+      return promise;
+    };
+
+    let pending: Promise<Page> | undefined = fetch(lower, Math.min(pageSize, remaining));
+    while (pending) {
+      const page: Page = await pending;
+      pending = undefined;
+      // The next page is asked for before this one is handed out, so the server works while the caller does.
+      const left = remaining - page.rows.length;
+      if (page.next && left > 0) pending = fetch(page.next, Math.min(pageSize, left));
+      for (const row of page.rows) {
+        let value = row.value;
+        if (value === null) {
+          checkOpen();
+          try {
+            value = (await this.#get(q, p, splitKey(Buffer.concat([row.head, row.tail])))) ?? null;
+          } catch (error) {
+            throw this.#error(error);
+          }
+          // Deleted since the page was read: it was not there for the whole scan.
+          if (value === null) continue;
+        }
+        yield { key: joinKey(row.head, row.tail), value };
+        if (--remaining <= 0) return;
+      }
+      if (!pending && page.next) pending = fetch(page.next, Math.min(pageSize, remaining));
+    }
+  }
+
+  /**
+   * One page of a scan, in byte order of key. Rows come from the primary key in order of `(head, tail_hash)`:
+   * byte order, except among long keys sharing one head, which are sorted here by tail. A page that ends inside
+   * such a group ends before it instead; a group larger than a page is read on its own, ordered by tail.
+   */
+  async #page(
+    q: Queryable,
+    p: Buffer,
+    lower: Lower | undefined,
+    upper: StoredKey | undefined,
+    want: number,
+  ): Promise<Page> {
+    if (lower?.group) return this.#groupPage(q, p, lower, upper, want);
+    const conditions = ["p = ?"];
+    const values: unknown[] = [p];
+    if (lower) {
+      if (
+        lower.tail === null ||
+        (lower.tail.length === 0 && !lower.inclusive && lower.head.length < HEAD_BYTES)
+      ) {
+        conditions.push("head > ?");
+        values.push(lower.head);
+      } else if (lower.tail.length === 0 && lower.inclusive) {
+        conditions.push("head >= ?");
+        values.push(lower.head);
+      } else {
+        conditions.push(`head >= ? AND (head > ? OR tail ${lower.inclusive ? ">=" : ">"} ?)`);
+        values.push(lower.head, lower.head, lower.tail);
+      }
+    }
+    if (upper) {
+      if (upper.tail.length === 0) {
+        conditions.push("head < ?");
+        values.push(upper.head);
+      } else {
+        conditions.push("head <= ? AND (head < ? OR tail < ?)");
+        values.push(upper.head, upper.head, upper.tail);
+      }
+    }
+    values.push(want);
+    const [raw] = await q.query<RowDataPacket[]>({
+      sql: `${this.#sql.page} WHERE ${conditions.join(" AND ")} ORDER BY head, tail_hash LIMIT ?`,
+      values,
+      rowsAsArray: true,
+    });
+    let rows: PageRow[] = raw.map((r) => ({
+      head: r[0] as Buffer,
+      tail: r[1] as Buffer,
+      value: r[2] as Buffer | null,
+    }));
+    if (rows.length < want) return { rows: sortGroups(rows), next: undefined };
+    const lastHead = rows[rows.length - 1]!.head;
+    if (lastHead.length === HEAD_BYTES) {
+      let start = rows.length - 1;
+      while (start > 0 && rows[start - 1]!.head.equals(lastHead)) start--;
+      if (start === 0) {
+        // The whole page is one group of long keys: read the group by tail from where the scan is.
+        const within = lower && lower.tail !== null && lower.head.equals(lastHead);
+        return {
+          rows: [],
+          next: {
+            head: lastHead,
+            tail: within ? lower.tail : EMPTY,
+            inclusive: within ? lower.inclusive : true,
+            group: true,
+          },
+        };
+      }
+      // The page may have cut the last group short: leave all of it to the next page.
+      rows = rows.slice(0, start);
+    }
+    rows = sortGroups(rows);
+    const end = rows[rows.length - 1]!;
+    return { rows, next: { head: end.head, tail: end.tail, inclusive: false } };
+  }
+
+  async #groupPage(
+    q: Queryable,
+    p: Buffer,
+    lower: Lower,
+    upper: StoredKey | undefined,
+    want: number,
+  ): Promise<Page> {
+    const values: unknown[] = [p, lower.head, lower.tail ?? EMPTY];
+    let sql = `${this.#sql.page} WHERE p = ? AND head = ? AND tail ${lower.inclusive ? ">=" : ">"} ?`;
+    if (upper?.head.equals(lower.head)) {
+      sql += " AND tail < ?";
+      values.push(upper.tail);
+    }
+    values.push(want);
+    // Sorted by the server, but only this group's rows: no index orders by tail.
+    const [raw] = await q.query<RowDataPacket[]>({
+      sql: `${sql} ORDER BY tail LIMIT ?`,
+      values,
+      rowsAsArray: true,
+    });
+    const rows = raw.map((r) => ({
+      head: r[0] as Buffer,
+      tail: r[1] as Buffer,
+      value: r[2] as Buffer | null,
+    }));
+    if (rows.length < want) return { rows, next: { head: lower.head, tail: null, inclusive: false } };
+    return {
+      rows,
+      next: { head: lower.head, tail: rows[rows.length - 1]!.tail, inclusive: false, group: true },
+    };
+  }
+
+  partitions(): AsyncGenerator<string> {
+    return this.#partitions(this.#pool, () => this.#checkOpen());
+  }
+
+  async *#partitions(q: Queryable, checkOpen: () => void): AsyncGenerator<string> {
+    let previous: Buffer | undefined;
+    for (;;) {
+      checkOpen();
+      let rows: RowDataPacket[];
+      try {
+        // One index seek per partition instead of DISTINCT, which would read every key of every partition.
+        [rows] = await q.query<RowDataPacket[]>({
+          sql: previous ? this.#sql.nextPartition : this.#sql.firstPartition,
+          values: previous ? [previous] : [],
+          rowsAsArray: true,
+        });
+      } catch (error) {
+        throw this.#error(error);
+      }
+      const row = rows[0];
+      if (!row) return;
+      previous = row[0] as Buffer;
+      yield previous.toString("utf8");
+    }
+  }
+
+  /**
+   * A connection of its own in a `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY` transaction: InnoDB
+   * reads everything as of its start, whatever other connections commit meanwhile.
+   */
+  async snapshot(): Promise<EngineSnapshot> {
+    this.#checkOpen();
+    let connection: Connection;
+    try {
+      connection = this.#owned
+        ? await mysql.createConnection(this.#connectionOptions())
+        : await this.#pool.getConnection();
+    } catch (error) {
+      throw this.#error(error);
+    }
+    const end = async () => {
+      this.#snapshots.delete(connection);
+      if (this.#owned) await connection.end().catch(() => connection.destroy());
+      else (connection as PoolConnection).release();
+    };
+    this.#snapshots.add(connection);
+    try {
+      await connection.query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ");
+      await connection.query("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY");
+    } catch (error) {
+      await end();
+      throw this.#error(error);
+    }
+    let released = false;
+    const checkOpen = () => {
+      if (released) throw new UnavailableError(`This snapshot of ${this.url} was released.`);
+      this.#checkOpen();
+    };
+    return {
+      get: async (partition, key) => {
+        const p = encodePartition(partition);
+        const k = splitKey(encodeKey(key));
+        checkOpen();
+        try {
+          return await this.#get(connection, p, k);
+        } catch (error) {
+          throw this.#error(error);
+        }
+      },
+      scan: (partition, options = {}) => this.#scan(connection, partition, options, checkOpen),
+      partitions: () => this.#partitions(connection, checkOpen),
+      release: async () => {
+        if (released) return;
+        released = true;
+        if (!this.#snapshots.has(connection)) return;
+        await connection.query("COMMIT").catch(() => {});
+        await end();
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    for (const connection of this.#snapshots) {
+      if (this.#owned) connection.destroy();
+      else (connection as PoolConnection).release();
+    }
+    this.#snapshots.clear();
+    if (this.#owned) {
+      try {
+        await this.#pool.end();
+      } catch (error) {
+        throw this.#error(error);
+      }
+    }
+  }
+}
+
+/** Sorts each run of rows sharing one long head by tail; rows arrive ordered by head, then tail hash. */
+function sortGroups(rows: PageRow[]): PageRow[] {
+  for (let i = 0; i < rows.length; ) {
+    let j = i + 1;
+    if (rows[i]!.head.length === HEAD_BYTES) {
+      while (j < rows.length && rows[j]!.head.equals(rows[i]!.head)) j++;
+      if (j - i > 1) {
+        const sorted = rows.slice(i, j).sort((a, b) => Buffer.compare(a.tail, b.tail));
+        rows.splice(i, j - i, ...sorted);
+      }
+    }
+    i = j;
+  }
+  return rows;
+}
+
+function statements(kv: string, meta: string) {
+  const columns = "(p, head, tail_hash, tail, value)";
+  return {
+    create: tableStatements(kv, meta),
+    get: `SELECT value FROM ${kv} WHERE p = ? AND head = ? AND tail_hash = ?`,
+    lock: `SELECT value FROM ${kv} WHERE p = ? AND head = ? AND tail_hash = ? FOR UPDATE`,
+    // VALUES() is deprecated in MySQL 8.0.20+ but the only upsert syntax MariaDB shares with it.
+    upsert: `INSERT INTO ${kv} ${columns} VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE value = VALUES(value)`,
+    insert: `INSERT INTO ${kv} ${columns} VALUES (?, ?, ?, ?, ?)`,
+    swap: `UPDATE ${kv} SET value = ? WHERE p = ? AND head = ? AND tail_hash = ? AND value = ?`,
+    remove: `DELETE FROM ${kv} WHERE p = ? AND head = ? AND tail_hash = ?`,
+    // A row-constructor IN list: MariaDB's range optimizer handles it ten times faster than a chain of ORs.
+    removeMany: `DELETE FROM ${kv} WHERE (p, head, tail_hash) IN (`,
+    insertMany: `INSERT INTO ${kv} ${columns} VALUES `,
+    onDuplicate: " ON DUPLICATE KEY UPDATE value = VALUES(value)",
+    // Hex literals instead of '\t' and '\\', which NO_BACKSLASH_ESCAPES would read differently.
+    load: `LOAD DATA LOCAL INFILE 'cairn-batch' REPLACE INTO TABLE ${kv} CHARACTER SET binary FIELDS TERMINATED BY X'09' ESCAPED BY X'5C' LINES TERMINATED BY X'0A' ${columns}`,
+    page: `SELECT head, tail, IF(LENGTH(value) <= ${INLINE_VALUE_BYTES}, value, NULL) FROM ${kv}`,
+    firstPartition: `SELECT p FROM ${kv} ORDER BY p LIMIT 1`,
+    nextPartition: `SELECT p FROM ${kv} WHERE p > ? ORDER BY p LIMIT 1`,
+  };
+}
