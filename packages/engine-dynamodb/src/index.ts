@@ -1,1 +1,2 @@
-export {};
+export * from "./dynamodb-engine.js";
+export * from "./factory.js";
