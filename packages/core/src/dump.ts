@@ -104,6 +104,12 @@ export interface LoadResult {
   counts: Record<string, number>;
 }
 
+/**
+ * How much a load hands to one `writeBatch`. Large batches are what makes a load fast: SQLite syncs its log
+ * once per transaction, MySQL streams a batch as one bulk insert, Redis pipelines it.
+ */
+const LOAD_BATCH = { ops: 5000, bytes: 4 * 1024 * 1024 };
+
 type Reader = Pick<EngineSnapshot, "get" | "scan" | "partitions">;
 
 /**
@@ -113,18 +119,27 @@ type Reader = Pick<EngineSnapshot, "get" | "scan" | "partitions">;
  */
 export async function dumpEngine(
   engine: MetadataEngine,
-  writer: Pick<DumpWriter, "write">,
+  writer: Pick<DumpWriter, "write" | "writeLine">,
   options: DumpEngineOptions = {},
 ): Promise<void> {
   const snapshot = engine.snapshot ? await engine.snapshot() : undefined;
   const source: Reader = snapshot ?? engine;
   let count = 0;
-  const emit = async (record: DumpRecord) => {
-    await writer.write(record);
+  const counted = () => {
     if (++count % 10_000 === 0) options.onRecord?.(count);
   };
+  const out: Output = {
+    async record(record) {
+      await writer.write(record);
+      counted();
+    },
+    async line(type, json) {
+      await writer.writeLine(type, json);
+      counted();
+    },
+  };
   try {
-    await dumpRecords(source, emit, options);
+    await dumpRecords(source, out, options);
     options.onRecord?.(count);
   } catch (error) {
     throw asCairnError(error);
@@ -133,11 +148,25 @@ export async function dumpEngine(
   }
 }
 
-async function dumpRecords(
-  source: Reader,
-  emit: (record: DumpRecord) => Promise<void>,
-  options: DumpEngineOptions,
-): Promise<void> {
+interface Output {
+  record(record: DumpRecord): Promise<void>;
+  line(type: string, json: string): Promise<void>;
+}
+
+/**
+ * The dump line of a record whose first fields are `head` and whose other fields are the JSON object stored as
+ * `value`, spliced as text: commits and staged entries are most of a dump, and parsing and re-serializing
+ * each costs more than reading it. `undefined` when `value` is not a one-line, non-empty JSON object (or does
+ * not start with `lead`), so the caller takes the parsing path, which reports what is wrong.
+ */
+function spliceLine(head: Record<string, string>, value: Uint8Array, lead = "{"): string | undefined {
+  const text = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString("utf8");
+  if (!text.startsWith(lead) || !text.endsWith("}") || text.length < 3 || text.includes("\n"))
+    return undefined;
+  return `${JSON.stringify(head).slice(0, -1)},${text.slice(1)}`;
+}
+
+async function dumpRecords(source: Reader, out: Output, options: DumpEngineOptions): Promise<void> {
   const repos: RepositoryRecord[] = [];
   for await (const { key, value } of source.scan(GLOBAL_PARTITION, { prefix: REPO_PREFIX })) {
     const r = decodeJson<RepositoryRecord>(value, `${GLOBAL_PARTITION}/${key}`);
@@ -148,7 +177,7 @@ async function dumpRecords(
     throw new InvalidArgumentError(`Repository "${options.repository}" not found in the engine.`);
   }
   for (const r of repos) {
-    await emit({
+    await out.record({
       type: "repository",
       name: r.name,
       id: r.instanceId,
@@ -158,15 +187,26 @@ async function dumpRecords(
       bare: r.bare,
     });
   }
-  const section = async (prefix: string, toRecord: (repo: string, e: KvEntry) => DumpRecord) => {
+  const section = async (prefix: string, toRecord: (repo: string, e: KvEntry) => DumpRecord | string) => {
+    const type = prefix.slice(0, -1);
     for (const r of repos) {
-      for await (const e of source.scan(partitionOf(r.instanceId), { prefix }))
-        await emit(toRecord(r.name, e));
+      for await (const e of source.scan(partitionOf(r.instanceId), { prefix })) {
+        const record = toRecord(r.name, e);
+        if (typeof record === "string") await out.line(type, record);
+        else await out.record(record);
+      }
     }
   };
   await section("commit/", (repository, { key, value }) => {
-    const c = decodeJson<Record<string, unknown>>(value, key);
-    return { type: "commit", repository, id: key.slice("commit/".length), ...c };
+    const id = key.slice("commit/".length);
+    return (
+      spliceLine({ type: "commit", repository, id }, value) ?? {
+        type: "commit",
+        repository,
+        id,
+        ...decodeJson<Record<string, unknown>>(value, key),
+      }
+    );
   });
   await section("branch/", (repository, { key, value }) => ({
     type: "branch",
@@ -184,12 +224,16 @@ async function dumpRecords(
     await section("staged/", (repository, { key, value }) => {
       const rest = key.slice("staged/".length);
       const slash = rest.indexOf("/");
+      const token = rest.slice(0, slash);
+      const path = rest.slice(slash + 1);
+      const line = spliceLine({ type: "staged", repository, token, path }, value, '{"entry":{');
+      if (line) return line;
       const v = decodeJson<{ entry?: unknown; deleted?: boolean }>(value, key);
       return {
         type: "staged",
         repository,
-        token: rest.slice(0, slash),
-        path: rest.slice(slash + 1),
+        token,
+        path,
         ...(v.entry ? { entry: v.entry } : { deleted: true }),
       };
     });
@@ -208,7 +252,12 @@ async function dumpRecords(
           continue;
         }
         if (known && /^(commit|branch|tag|staged)\//.test(key)) continue;
-        await emit({ type: "engine-record", partition, key, value: Buffer.from(value).toString("base64") });
+        await out.record({
+          type: "engine-record",
+          partition,
+          key,
+          value: Buffer.from(value).toString("base64"),
+        });
       }
     }
   }
@@ -248,17 +297,25 @@ export async function loadEngine(
   const written = new Set<string>();
   const counts: Record<string, number> = {};
   let batch: WriteOp[] = [];
+  let batchBytes = 0;
   let count = 0;
+  // One batch is written while the next is read and checked; engines that talk to a server overlap the two.
+  let writing: Promise<void> = Promise.resolve();
   const flush = async () => {
+    await writing;
     if (batch.length === 0) return;
     const ops = batch;
     batch = [];
-    await engine.writeBatch(ops);
+    batchBytes = 0;
+    writing = engine.writeBatch(ops);
+    // Settled here so that a failure is not unhandled while the next batch fills; it surfaces on the next flush.
+    writing.catch(() => {});
   };
   const put = async (partition: string, key: string, value: Uint8Array) => {
     written.add(partition);
     batch.push({ partition, key, value });
-    if (batch.length >= 1000) await flush();
+    batchBytes += key.length + value.length;
+    if (batch.length >= LOAD_BATCH.ops || batchBytes >= LOAD_BATCH.bytes) await flush();
   };
   const bad = (record: DumpRecord, why: string): never => {
     throw new CorruptError(`Dump record ${count} (${record.type}): ${why}.`);
@@ -364,6 +421,7 @@ export async function loadEngine(
       throw new InvalidArgumentError(`Repository "${options.repository}" is not in the dump.`);
     }
     await flush();
+    await writing;
     // Last: the records that make repositories visible.
     for (const r of repos.values()) {
       const { name, namespace, defaultBranch, createdAt, bare, instanceId } = r;
@@ -372,10 +430,12 @@ export async function loadEngine(
       await put(GLOBAL_PARTITION, repoKey(name), encodeJson(record));
     }
     await flush();
+    await writing;
     options.onRecord?.(count);
     return { repositories: [...repos.keys()], counts };
   } catch (error) {
     batch = [];
+    await writing.catch(() => {});
     await undo(engine, written, options.repository === undefined ? undefined : repos);
     throw asCairnError(error);
   }

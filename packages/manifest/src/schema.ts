@@ -52,6 +52,33 @@ const matches = (value: unknown, kind: FieldKind): boolean => {
 
 const article = (kind: string): string => (/^[aeiou]/.test(kind) ? `an ${kind}` : `a ${kind}`);
 
+interface CompiledField {
+  path: string;
+  parts: readonly string[];
+  kind: FieldKind;
+  optional: boolean;
+}
+
+/** Schemas parsed once: a dump checks the same few schemas a million times. */
+const compiled = new WeakMap<RecordSchema, readonly CompiledField[]>();
+
+function compile(schema: RecordSchema): readonly CompiledField[] {
+  let fields = compiled.get(schema);
+  if (!fields) {
+    fields = Object.entries(schema).map(([path, spec]) => {
+      const optional = spec.endsWith("?");
+      return {
+        path,
+        parts: path.split("."),
+        kind: (optional ? spec.slice(0, -1) : spec) as FieldKind,
+        optional,
+      };
+    });
+    compiled.set(schema, fields);
+  }
+  return fields;
+}
+
 /**
  * Throws `INVALID_RECORD` naming `where` and the field path (`branch.commitId`) when `record` does
  * not satisfy `schema`.
@@ -61,26 +88,26 @@ export function checkSchema(
   schema: RecordSchema,
   where: string,
 ): void {
-  const name = typeof record.type === "string" ? record.type : "record";
-  for (const [path, spec] of Object.entries(schema)) {
-    const optional = spec.endsWith("?");
-    const kind = (optional ? spec.slice(0, -1) : spec) as FieldKind;
+  for (const { path, parts, kind, optional } of compile(schema)) {
     let value: unknown = record;
-    for (const part of path.split(".")) {
+    for (const part of parts) {
       value = kindOf(value) === "object" ? (value as Record<string, unknown>)[part] : undefined;
     }
     if (value === undefined) {
       if (optional) continue;
       throw new ManifestError(
         "INVALID_RECORD",
-        `${where}: ${name}.${path} is missing (must be ${article(kind)}).`,
+        `${where}: ${recordName(record)}.${path} is missing (must be ${article(kind)}).`,
       );
     }
     if (!matches(value, kind)) {
       throw new ManifestError(
         "INVALID_RECORD",
-        `${where}: ${name}.${path} must be ${article(kind)}, not ${article(kindOf(value))}.`,
+        `${where}: ${recordName(record)}.${path} must be ${article(kind)}, not ${article(kindOf(value))}.`,
       );
     }
   }
 }
+
+const recordName = (record: Readonly<Record<string, unknown>>): string =>
+  typeof record.type === "string" ? record.type : "record";

@@ -46,6 +46,13 @@ export interface DumpWriter {
   readonly header: DumpHeader;
   /** Appends one record. Rejects with `OUT_OF_ORDER` or `INVALID_RECORD` without writing it. */
   write(record: DumpRecord): Promise<void>;
+  /**
+   * Appends one record that is already serialized: `json` is a JSON object on one line (no newline) whose
+   * `type` is `type`. For producers that hold their records as JSON text and would otherwise parse and
+   * re-serialize them. The section order is checked; the text is neither parsed nor schema-checked, so the
+   * caller vouches for it — readers still check every line.
+   */
+  writeLine(type: string, json: string): Promise<void>;
   /** Writes the footer, ends `output` and resolves once every byte has been handed to it. */
   end(): Promise<DumpFooter>;
   /** Stops writing and destroys the streams, so a partial dump is never mistaken for a whole one. */
@@ -132,6 +139,33 @@ export function writeDump(options: WriteDumpOptions): DumpWriter {
 
   head.write(`${JSON.stringify(header)}\n`);
 
+  /** The section index of `type`, or `INVALID_RECORD` / `OUT_OF_ORDER` naming the record. */
+  const sectionOf = (type: unknown, where: string): number => {
+    const index = typeof type === "string" ? sectionIndex.get(type) : undefined;
+    if (index === undefined) {
+      throw new ManifestError(
+        "INVALID_RECORD",
+        `${where} has type ${JSON.stringify(type)}, which is not one of the sections (${sections.join(", ")}).`,
+      );
+    }
+    if (index < current) {
+      throw new ManifestError(
+        "OUT_OF_ORDER",
+        `${where} of type "${type}" comes after the "${sections[current]}" section; sections must follow the order ${sections.join(", ")}.`,
+      );
+    }
+    return index;
+  };
+
+  const append = async (type: string, index: number, json: string): Promise<void> => {
+    current = index;
+    recordNumber++;
+    counts.set(type, (counts.get(type) ?? 0) + 1);
+    batch.push(json, "\n");
+    batchChars += json.length + 1;
+    if (batchChars >= BATCH_CHARS) await flush();
+  };
+
   return {
     header,
     async write(record: DumpRecord): Promise<void> {
@@ -142,26 +176,14 @@ export function writeDump(options: WriteDumpOptions): DumpWriter {
         throw new ManifestError("INVALID_RECORD", `${where} is not an object.`);
       }
       const type = record.type;
-      const index = typeof type === "string" ? sectionIndex.get(type) : undefined;
-      if (index === undefined) {
-        throw new ManifestError(
-          "INVALID_RECORD",
-          `${where} has type ${JSON.stringify(type)}, which is not one of the sections (${sections.join(", ")}).`,
-        );
-      }
-      if (index < current) {
-        throw new ManifestError(
-          "OUT_OF_ORDER",
-          `${where} of type "${type}" comes after the "${sections[current]}" section; sections must follow the order ${sections.join(", ")}.`,
-        );
-      }
+      const index = sectionOf(type, where);
       const schema = schemas[type as string];
       if (schema) {
         checkSchema(record, schema, where);
       }
       let line: string;
       try {
-        line = `${JSON.stringify(record)}\n`;
+        line = JSON.stringify(record);
       } catch (cause) {
         throw new ManifestError(
           "INVALID_RECORD",
@@ -171,12 +193,17 @@ export function writeDump(options: WriteDumpOptions): DumpWriter {
           },
         );
       }
-      current = index;
-      recordNumber++;
-      counts.set(type as string, (counts.get(type as string) ?? 0) + 1);
-      batch.push(line);
-      batchChars += line.length;
-      if (batchChars >= BATCH_CHARS) await flush();
+      await append(type as string, index, line);
+    },
+    async writeLine(type: string, json: string): Promise<void> {
+      if (ended) throw new ManifestError("INVALID_OPTIONS", "write() was called after end() or abort().");
+      if (failure !== undefined) fail();
+      const where = `record ${recordNumber + 1}`;
+      const index = sectionOf(type, where);
+      if (typeof json !== "string" || !json.startsWith("{") || !json.endsWith("}") || json.includes("\n")) {
+        throw new ManifestError("INVALID_RECORD", `${where} is not a JSON object on one line.`);
+      }
+      await append(type, index, json);
     },
     async end(): Promise<DumpFooter> {
       if (ended) throw new ManifestError("INVALID_OPTIONS", "end() was called twice or after abort().");

@@ -1,8 +1,15 @@
 import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { describe, expect, test } from "vitest";
-import { DUMP_FORMAT, ENVELOPE_MAGIC, isGzipPath, readDump, type WriteDumpOptions } from "../src/index.js";
-import { chunked, dump, keys, read, SECTIONS, sampleRecords } from "./helpers.js";
+import {
+  DUMP_FORMAT,
+  ENVELOPE_MAGIC,
+  isGzipPath,
+  readDump,
+  type WriteDumpOptions,
+  writeDump,
+} from "../src/index.js";
+import { chunked, dump, expectManifestError, keys, read, SECTIONS, sampleRecords, sink } from "./helpers.js";
 
 const decrypt = { privateKeyPem: keys.privateKeyPem, passphrase: keys.passphrase };
 
@@ -127,5 +134,37 @@ describe("stopping early", () => {
     for await (const _ of readDump(input, { decrypt })) if (++n === 10) break;
     await new Promise((resolve) => setImmediate(resolve));
     expect(input.destroyed).toBe(true);
+  });
+});
+
+describe("writeLine", () => {
+  const base = {
+    sections: SECTIONS,
+    source: { engine: "sqlite" },
+    tool: { name: "cairn", version: "0.1.0" },
+    created: "2026-11-25T12:00:00.000Z",
+  };
+
+  test("writes serialized records byte for byte, counted and digested like written ones", async () => {
+    const records = sampleRecords();
+    const viaWrite = await dump(records);
+    const { output, bytes } = sink();
+    const writer = writeDump({ ...base, output, consistency: "snapshot" });
+    for (const record of records) await writer.writeLine(record.type, JSON.stringify(record));
+    await writer.end();
+    expect(bytes()).toEqual(viaWrite);
+    expect((await read(bytes())).records).toEqual(records);
+  });
+
+  test("checks the section order and refuses text that is not one JSON object on one line", async () => {
+    const { output } = sink();
+    const writer = writeDump({ ...base, output });
+    await writer.writeLine("tag", '{"type":"tag","repository":"r","name":"v1","commitId":"c1"}');
+    await expectManifestError(writer.writeLine("branch", '{"type":"branch"}'), "OUT_OF_ORDER");
+    await expectManifestError(writer.writeLine("nope", '{"type":"nope"}'), "INVALID_RECORD");
+    await expectManifestError(writer.writeLine("commit", '["type","commit"]'), "INVALID_RECORD");
+    await expectManifestError(writer.writeLine("commit", '{"type":"commit",\n"id":"c"}'), "INVALID_RECORD");
+    const footer = await writer.end();
+    expect(footer.counts).toMatchObject({ tag: 1, commit: 0 });
   });
 });

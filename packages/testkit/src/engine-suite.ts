@@ -249,9 +249,15 @@ export function describeEngine(name: string, options: EngineSuiteOptions): void 
         expectBytes(await engine.get(p, "zeros"), zeros, "zeros");
         expectBytes(await engine.get(p, "highs"), highs, "highs");
         expectBytes(await engine.get(p, "not-utf8"), notUtf8, "not-utf8");
+        // Bytes that a text decoding would turn into U+FFFD of the same length, and U+FFFD itself.
+        const surrogate = Uint8Array.from([0xed, 0xa0, 0x80]);
+        const replacement = new TextEncoder().encode("\uFFFD");
+        await engine.set(p, "surrogate", surrogate);
+        await engine.set(p, "replacement", replacement);
         const byKey = new Map((await collect(engine.scan(p))).map((e) => [e.key, e.value]));
-        expectBytes(byKey.get("all"), all, "scanned all");
-        expectBytes(byKey.get("not-utf8"), notUtf8, "scanned not-utf8");
+        const expected = { all, reversed, zeros, highs, "not-utf8": notUtf8, surrogate, replacement };
+        for (const [key, value] of Object.entries(expected))
+          expectBytes(byKey.get(key), value, `scanned ${key}`);
       });
 
       it("keeps values of several MiB", { timeout }, async () => {
