@@ -19,7 +19,7 @@ import {
 import { type ChainableCommander, Redis } from "ioredis";
 import { mapRedisError } from "./errors.js";
 import { globLiteral, type KeyLayout, keyLayout } from "./layout.js";
-import { INDEX_PAGE, PAGE, PUT, REGISTER, REMOVE, SET_IF, UNREGISTER } from "./scripts.js";
+import { INDEX_PAGE, PUT, REGISTER, REMOVE, SET_IF, UNREGISTER } from "./scripts.js";
 
 /** The version of the key layout this build writes. A prefix holding a newer one is refused, never downgraded. */
 export const REDIS_SCHEMA_VERSION = 1;
@@ -94,12 +94,18 @@ export interface RedisEngine extends MetadataEngine {
 
 const CAPABILITIES: EngineCapabilities = Object.freeze({ atomicBatch: false, consistency: "none" });
 
-/** Entries per script call of `writeBatch`; Redis's Lua may unpack at most ~8000 arguments at once. */
+/** Entries per transaction of `writeBatch`. */
 const BATCH_ENTRIES = 1000;
-/** Script calls per pipeline, and pipelines in flight, while writing a batch: deep, yet bounded in memory. */
+/** Transactions per pipeline, and pipelines in flight, while writing a batch: deep, yet bounded in memory. */
 const PIPELINE_CALLS = 16;
 const PIPELINES_IN_FLIGHT = 4;
 const PAGE_BYTES = 16 * 1024 * 1024;
+/** Values read at first by a scan, before it knows how large they are. */
+const FIRST_SLICE = 32;
+const OPEN = Buffer.from("(");
+const CLOSED = Buffer.from("[");
+const MINUS = Buffer.from("-");
+const PLUS = Buffer.from("+");
 const INDEX_PAGE_SIZE = 500;
 /** Registrations remembered per connection; beyond that the memory is dropped and partitions register anew. */
 const REGISTRATION_CACHE = 10_000;
@@ -116,14 +122,6 @@ interface ScriptCommands {
     mode: "absent" | "equals",
     expected: Buffer,
   ): Promise<number>;
-  cairnPageBuffer(
-    keys: string,
-    values: string,
-    min: Buffer,
-    max: Buffer,
-    count: number,
-    budget: number,
-  ): Promise<Buffer[]>;
   cairnRegister(index: string, registered: string, partition: string): Promise<number>;
   cairnIndexPage(index: string, registered: string, min: Buffer, count: number): Promise<string[]>;
   cairnUnregister(index: string, registered: string, partition: string, time: string): Promise<number>;
@@ -139,7 +137,6 @@ function defineScripts(client: Redis): ScriptClient {
     ["cairnPut", PUT],
     ["cairnRemove", REMOVE],
     ["cairnSetIf", SET_IF],
-    ["cairnPage", PAGE],
     ["cairnRegister", REGISTER],
     ["cairnIndexPage", INDEX_PAGE],
     ["cairnUnregister", UNREGISTER],
@@ -150,7 +147,8 @@ function defineScripts(client: Redis): ScriptClient {
   return client as ScriptClient;
 }
 
-const toBuffer = (bytes: Uint8Array): Buffer => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+const toBuffer = (bytes: Uint8Array): Buffer =>
+  Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
 function wholeNumber(name: string, value: number | undefined, fallback: number, min: number): number {
   const n = value ?? fallback;
@@ -456,85 +454,95 @@ class RedisEngineImpl implements RedisEngine {
 
   async writeBatch(ops: readonly WriteOp[]): Promise<void> {
     this.#checkOpen();
-    // Ops on different keys commute and the last op on a key decides its state, so the batch is applied as the
-    // final state of each key, grouped by partition: a few large commands instead of one per op.
-    const byPartition = new Map<string, Map<string, Buffer | null>>();
+    // Ops on different partitions commute, so they are grouped by partition, each group in its original order;
+    // within it, runs of sets (or of deletes) become one transaction of a few large commands.
+    const byPartition = new Map<string, Array<{ key: Buffer; value: Buffer | null }>>();
     for (const op of ops) {
-      encodePartition(op.partition);
-      encodeKey(op.key);
-      const value = op.value === null ? null : toBuffer(checkValue(op.value, op.key));
-      let keys = byPartition.get(op.partition);
-      if (!keys) {
-        keys = new Map();
-        byPartition.set(op.partition, keys);
+      let group = byPartition.get(op.partition);
+      if (!group) {
+        encodePartition(op.partition);
+        group = [];
+        byPartition.set(op.partition, group);
       }
-      keys.delete(op.key);
-      keys.set(op.key, value);
+      const key = encodeKey(op.key);
+      group.push({ key, value: op.value === null ? null : toBuffer(checkValue(op.value, op.key)) });
     }
     if (byPartition.size === 0) return;
-    await this.#run(async () => {
-      const inFlight = new Set<Promise<void>>();
-      let pipeline = this.#client.pipeline() as ScriptPipeline;
-      let calls = 0;
-      let failure: unknown;
-      const registered: Array<[string, number]> = [];
-      const flush = async () => {
-        if (calls === 0) return;
-        const sent = pipeline;
-        pipeline = this.#client.pipeline() as ScriptPipeline;
-        calls = 0;
-        const done = sent.exec().then(
-          (results) => {
-            for (const [error] of results ?? []) if (error && failure === undefined) failure = error;
-          },
-          (error: unknown) => {
-            if (failure === undefined) failure = error;
-          },
-        );
-        const tracked = done.finally(() => inFlight.delete(tracked));
-        inFlight.add(tracked);
-        if (inFlight.size >= PIPELINES_IN_FLIGHT) await Promise.race(inFlight);
-      };
-      const now = Date.now();
-      for (const [partition, entries] of byPartition) {
-        const zset = this.#keys.keys(partition);
-        const hash = this.#keys.values(partition);
-        const puts: Array<string | Buffer> = [];
-        const removes: string[] = [];
-        // Registration goes first on the same connection, so the server applies it before any of the writes.
-        if ([...entries.values()].some((v) => v !== null) && this.#needsRegistration(partition)) {
-          pipeline.cairnRegister(this.#keys.partitionIndex, this.#keys.registered, partition);
-          registered.push([partition, now]);
-          calls++;
-        }
-        for (const [key, value] of entries) {
-          if (failure !== undefined) break;
-          if (value === null) removes.push(key);
-          else puts.push(key, value);
-          if (puts.length === 2 * BATCH_ENTRIES) {
-            pipeline.cairnPut(zset, hash, ...puts.splice(0));
-            if (++calls >= PIPELINE_CALLS) await flush();
+    await this.#run(() => this.#applyBatch(byPartition));
+  }
+
+  async #applyBatch(byPartition: Map<string, Array<{ key: Buffer; value: Buffer | null }>>): Promise<void> {
+    const inFlight = new Set<Promise<void>>();
+    let failure: unknown;
+    let pipeline = this.#client.pipeline() as ScriptPipeline;
+    let calls = 0;
+    const flush = async () => {
+      if (calls === 0) return;
+      const sent = pipeline;
+      pipeline = this.#client.pipeline() as ScriptPipeline;
+      calls = 0;
+      const done = sent.exec().then(
+        (results) => {
+          for (const [error, result] of results ?? []) {
+            // EXEC answers with the results of the queued commands, errors among them.
+            const failed =
+              error ?? (Array.isArray(result) ? result.find((r) => r instanceof Error) : undefined);
+            if (failed && failure === undefined) failure = failed;
           }
-          if (removes.length === BATCH_ENTRIES) {
-            pipeline.cairnRemove(zset, hash, ...removes.splice(0));
-            if (++calls >= PIPELINE_CALLS) await flush();
+        },
+        (error: unknown) => {
+          if (failure === undefined) failure = error;
+        },
+      );
+      const tracked = done.finally(() => inFlight.delete(tracked));
+      inFlight.add(tracked);
+      if (inFlight.size >= PIPELINES_IN_FLIGHT) await Promise.race(inFlight);
+    };
+    const registered: Array<[string, number]> = [];
+    const now = Date.now();
+    for (const [partition, group] of byPartition) {
+      if (failure !== undefined) break;
+      const zset = this.#keys.keys(partition);
+      const hash = this.#keys.values(partition);
+      // Registration goes first on the same connection, so the server applies it before any of the writes.
+      if (group.some((op) => op.value !== null) && this.#needsRegistration(partition)) {
+        pipeline.cairnRegister(this.#keys.partitionIndex, this.#keys.registered, partition);
+        registered.push([partition, now]);
+        calls++;
+      }
+      for (let i = 0; i < group.length && failure === undefined; ) {
+        const removing = group[i]!.value === null;
+        const fields: Buffer[] = [];
+        const members: Array<Buffer | string> = [];
+        let n = 0;
+        for (; i < group.length && n < BATCH_ENTRIES && (group[i]!.value === null) === removing; i++, n++) {
+          const op = group[i]!;
+          if (removing) {
+            fields.push(op.key);
+          } else {
+            fields.push(op.key, op.value!);
+            members.push("0", op.key);
           }
         }
-        if (puts.length > 0) {
-          pipeline.cairnPut(zset, hash, ...puts);
-          calls++;
+        // MULTI/EXEC keeps a key's sorted-set member and hash field in step, as the scripts do for single writes,
+        // without the cost of copying every argument into Lua. Both keys share one hash tag, so one slot.
+        pipeline.call("multi");
+        if (removing) {
+          pipeline.zrem(zset, ...fields);
+          pipeline.hdel(hash, ...fields);
+        } else {
+          pipeline.hset(hash, ...fields);
+          pipeline.zadd(zset, ...members);
         }
-        if (removes.length > 0) {
-          pipeline.cairnRemove(zset, hash, ...removes);
-          calls++;
-        }
+        pipeline.call("exec");
+        calls++;
         if (calls >= PIPELINE_CALLS) await flush();
       }
-      await flush();
-      await Promise.all(inFlight);
-      if (failure !== undefined) throw failure;
-      for (const [partition, at] of registered) this.#noteRegistered(partition, at);
-    });
+    }
+    await flush();
+    await Promise.all(inFlight);
+    if (failure !== undefined) throw failure;
+    for (const [partition, at] of registered) this.#noteRegistered(partition, at);
   }
 
   async *scan(partition: string, options: ScanOptions = {}): AsyncGenerator<KvEntry> {
@@ -545,29 +553,55 @@ class RedisEngineImpl implements RedisEngine {
     if (remaining === 0) return;
     const zset = this.#keys.keys(partition);
     const hash = this.#keys.values(partition);
-    const max = range.upper ? Buffer.concat([Buffer.from("("), range.upper]) : Buffer.from("+");
+    const max = range.upper ? Buffer.concat([OPEN, range.upper]) : PLUS;
+    // Values are read in slices sized by the largest entry seen so far, so that one slice stays near PAGE_BYTES;
+    // the first slice of a scan is small because nothing is known yet.
+    let largest = 0;
+    const sliceSize = (n: number) =>
+      Math.max(1, Math.min(n, largest === 0 ? FIRST_SLICE : Math.floor(PAGE_BYTES / largest)));
+    const readValues = (keys: Buffer[]) => this.#run(() => this.#client.hmgetBuffer(hash, ...keys));
+
+    /** The keys of one page (ZRANGEBYLEX) and the values of its first slice, read without a script. */
     const fetch = (min: Buffer, count: number) =>
-      this.#run(() => this.#client.cairnPageBuffer(zset, hash, min, max, count, PAGE_BYTES));
-    let min = range.lower
-      ? Buffer.concat([Buffer.from(range.inclusive ? "[" : "("), range.lower])
-      : Buffer.from("-");
-    let next: Promise<Buffer[]> | undefined = fetch(min, Math.min(this.#config.pageSize, remaining));
+      this.#run(async () => {
+        const keys = await this.#client.zrangebylexBuffer(zset, min, max, "LIMIT", 0, count);
+        const first = sliceSize(keys.length);
+        const values = keys.length > 0 ? await readValues(keys.slice(0, first)) : [];
+        return { keys, values, count };
+      });
+
+    let min = range.lower ? Buffer.concat([range.inclusive ? CLOSED : OPEN, range.lower]) : MINUS;
+    let next: ReturnType<typeof fetch> | undefined = fetch(min, Math.min(this.#config.pageSize, remaining));
     try {
       while (next) {
-        const reply = await next;
+        const page = await next;
         next = undefined;
-        const last = reply[0]!;
-        const more = Number(reply[1]!.toString()) === 1;
-        const count = (reply.length - 2) / 2;
-        remaining -= count;
-        // The next page is asked for before this one is handed out, so the round trip overlaps the caller's work.
-        if (more && remaining > 0 && last.length > 0) {
-          min = Buffer.concat([Buffer.from("("), last]);
-          next = fetch(min, Math.min(this.#config.pageSize, remaining));
+        const { keys } = page;
+        // A page shorter than asked for is the end of the range. The next page is asked for before this one is
+        // handed out, so its round trips overlap the caller's work.
+        const more = keys.length === page.count;
+        if (more) min = Buffer.concat([OPEN, keys[keys.length - 1]!]);
+        if (more && remaining > keys.length) {
+          next = fetch(min, Math.min(this.#config.pageSize, remaining - keys.length));
         }
-        for (let i = 2; i < reply.length; i += 2) {
-          yield { key: reply[i]!.toString("utf8"), value: reply[i + 1]! };
+        let values = page.values;
+        let offset = 0;
+        while (offset < keys.length) {
+          if (offset > 0)
+            values = await readValues(keys.slice(offset, offset + sliceSize(keys.length - offset)));
+          for (let i = 0; i < values.length; i++) {
+            const value = values[i];
+            // Null: the key was deleted between reading the page's keys and its values.
+            if (value === null || value === undefined) continue;
+            const key = keys[offset + i]!;
+            if (key.length + value.length > largest) largest = key.length + value.length;
+            yield { key: key.toString("utf8"), value };
+            if (--remaining === 0) return;
+          }
+          offset += values.length;
         }
+        // Keys of this page vanished before their values were read: the limit is not reached yet.
+        if (more && !next) next = fetch(min, Math.min(this.#config.pageSize, remaining));
       }
     } finally {
       // A caller that stops early leaves a page in flight; its result or error is of no use any more.

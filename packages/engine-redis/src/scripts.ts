@@ -40,35 +40,6 @@ return 1
 `;
 
 /**
- * KEYS: keys zset, values hash. ARGV: min, max (ZRANGEBYLEX bounds), count, byte budget. One page of a scan:
- * returns { last key examined or '', 1 when the range may go on, key1, value1, … }. Stops early once the keys
- * and values returned reach the byte budget, so a page of large values stays bounded; values are read one by
- * one for that reason.
- */
-export const PAGE = `
-local keys = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
-local budget = tonumber(ARGV[4])
-local out = { '', 0 }
-local bytes = 0
-for i = 1, #keys do
-  local k = keys[i]
-  local v = redis.call('HGET', KEYS[2], k)
-  out[1] = k
-  if v then
-    out[#out + 1] = k
-    out[#out + 1] = v
-    bytes = bytes + #k + #v
-  end
-  if bytes >= budget and i < #keys then
-    out[2] = 1
-    return out
-  end
-end
-if #keys == tonumber(ARGV[3]) then out[2] = 1 end
-return out
-`;
-
-/**
  * KEYS: partition index zset, registration hash. ARGV: partition. Lists the partition in the index before any of
  * its keys is written, and records when (Redis server time, ms), so that housekeeping never removes a name
  * whose writer may still be on its way.
