@@ -1,6 +1,7 @@
 import {
   InvalidArgumentError,
   isCairnError,
+  NotFoundError,
   PermissionDeniedError,
   UnavailableError,
   UnsupportedError,
@@ -28,9 +29,9 @@ export function isRetryable(error: unknown): boolean {
 
 /** Whether the server refused `LOAD DATA LOCAL INFILE` because it (or the client library) disables it. */
 export function isLocalInfileRefused(error: unknown): boolean {
-  const code = driverCode(error);
-  // 1148 on MariaDB and MySQL 5.7, 3948 on MySQL 8.
-  return code === "ER_NOT_ALLOWED_COMMAND" || code === "ER_CLIENT_LOCAL_FILES_DISABLED";
+  const errno = (error as DriverError | null)?.errno;
+  // 1148 on MySQL 5.7 and old MariaDB, 3948 on MySQL 8, 4166 on MariaDB 10.6+ (mysql2 has no name for it).
+  return errno === 1148 || errno === 3948 || errno === 4166;
 }
 
 function detail(error: unknown): string {
@@ -116,6 +117,8 @@ export function mapMysqlError(error: unknown, context: ErrorContext): unknown {
         }; raise max_allowed_packet on the server.`,
         { cause },
       );
+    case "ER_BAD_DB_ERROR":
+      return new NotFoundError(`The database of ${url} does not exist (${detail(error)}).`, { cause });
     case "ER_WRONG_DB_NAME":
     case "ER_TOO_LONG_IDENT":
       return new InvalidArgumentError(`${url} names a database MySQL does not allow (${detail(error)}).`, {
