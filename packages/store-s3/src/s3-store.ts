@@ -433,15 +433,33 @@ class S3StoreImpl implements S3Store {
       const url = this.url;
       const mismatch = (n: number, expected: number) => this.#sizeMismatch(key, n, expected);
       async function* counted(): AsyncGenerator<Uint8Array> {
+        const iterator = (body as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+        let done = false;
         try {
-          for await (const chunk of body as AsyncIterable<unknown>) {
-            const bytes = toBytes(chunk);
+          for (;;) {
+            let next: IteratorResult<unknown>;
+            try {
+              next = await iterator.next();
+            } catch (error) {
+              done = true;
+              bodyFailure = { error };
+              throw new BodyError(`the body of ${showKey(key)} for ${url} failed`, { cause: error });
+            }
+            if (next.done) break;
+            let bytes: Uint8Array;
+            try {
+              bytes = toBytes(next.value);
+            } catch (error) {
+              bodyFailure = { error };
+              throw error;
+            }
             count += bytes.length;
+            // What is thrown in here is lib-storage tearing the stream down, not a failure of the body.
             yield bytes;
           }
-        } catch (error) {
-          bodyFailure = { error };
-          throw new BodyError(`the body of ${showKey(key)} for ${url} failed`, { cause: error });
+          done = true;
+        } finally {
+          if (!done) await iterator.return?.();
         }
         // Failing here, before the body ends, keeps lib-storage from completing the upload.
         if (size !== undefined && count !== size) {
@@ -453,8 +471,22 @@ class S3StoreImpl implements S3Store {
       source = Readable.from(counted(), { objectMode: false, highWaterMark: 1 });
     }
     const partSize = Math.max(this.#config.partSize, size !== undefined ? Math.ceil(size / 10_000) : 0);
+    // lib-storage reports the first failure of its part uploaders, which may be the AbortError of one whose
+    // shared body was torn down by another's failure: the first service error is the one that tells why.
+    let serviceFailure: { error: unknown } | undefined;
+    const client = this.#client;
+    const recording = new Proxy(client, {
+      get(target, property, receiver) {
+        if (property !== "send") return Reflect.get(target, property, receiver);
+        return (command: Parameters<S3Client["send"]>[0]) =>
+          target.send(command).catch((error: unknown) => {
+            serviceFailure ??= { error };
+            throw error;
+          });
+      },
+    });
     const upload = new Upload({
-      client: this.#client,
+      client: recording,
       params: { ...params, Body: source },
       partSize,
       queueSize: this.#config.partConcurrency,
@@ -482,7 +514,7 @@ class S3StoreImpl implements S3Store {
           });
       }
       if (bodyFailure) throw bodyFailure.error;
-      throw this.#putError(error, key, createOnly);
+      throw this.#putError(serviceFailure?.error ?? error, key, createOnly);
     }
   }
 

@@ -25,7 +25,20 @@ const CREATE_ONLY_MODES: readonly CreateOnlyMode[] = ["auto", "conditional", "ch
 
 /** `url` with anything between `//` and `@` hidden, and secret-looking parameters hidden, for messages. */
 function hideSecrets(url: string): string {
-  return redactUrl(url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, "$1***@"));
+  const redacted = redactUrl(url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, "$1***@"));
+  const q = redacted.indexOf("?");
+  if (q < 0) return redacted;
+  const params = redacted
+    .slice(q + 1)
+    .split("&")
+    .map((param) => {
+      const [name = "", value] = param.split("=", 2);
+      if (value === undefined) return param;
+      if (CREDENTIAL_PARAMS.test(name)) return `${name}=***`;
+      // An endpoint with user:password@ in it.
+      return `${name}=${value.replace(/^([a-z][a-z0-9+.-]*:(?:\/\/|%2F%2F))[^/?#]*(@|%40)/i, "$1***$2")}`;
+    });
+  return `${redacted.slice(0, q)}?${params.join("&")}`;
 }
 
 function invalid(message: string): never {
