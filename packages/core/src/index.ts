@@ -1,3 +1,5 @@
+export * from "./backup/layout.js";
+export * from "./backup/retention.js";
 export * from "./cairn.js";
 export * from "./codec.js";
 export * from "./dump.js";
