@@ -1,5 +1,9 @@
+export * from "./backup/backup.js";
 export * from "./backup/layout.js";
+export { copyVerified, ensureBackupLocation, readBackupMarker, requireBackup } from "./backup/objects.js";
+export * from "./backup/restore.js";
 export * from "./backup/retention.js";
+export * from "./backup/snapshots.js";
 export * from "./cairn.js";
 export * from "./codec.js";
 export * from "./dump.js";

@@ -1,0 +1,194 @@
+import { createHash } from "node:crypto";
+import { Transform, type TransformCallback } from "node:stream";
+import { CorruptError, hasCode, InvalidArgumentError, NotFoundError, UnsupportedError } from "../errors.js";
+import type { ObjectStore } from "../store.js";
+import {
+  BACKUP_FORMAT,
+  BACKUP_MARKER,
+  BACKUP_VERSION,
+  type BackupMarker,
+  OBJECTS_PREFIX,
+  objectDigest,
+} from "./layout.js";
+
+/**
+ * A pass-through that hashes what flows through it and fails at the end when the bytes are not the expected
+ * ones, so that a store's `put` — which is all or nothing — never makes wrong bytes visible.
+ */
+export function verifying(expected: { sha256: string; size: number }, where: string): Transform {
+  const hash = createHash("sha256");
+  let size = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
+      hash.update(chunk);
+      size += chunk.length;
+      callback(null, chunk);
+    },
+    flush(callback: TransformCallback) {
+      const digest = hash.digest("hex");
+      if (digest !== expected.sha256 || size !== expected.size) {
+        callback(
+          new CorruptError(
+            `${where} does not match its digest: expected ${expected.size} bytes with SHA-256 ${expected.sha256}, read ${size} bytes with ${digest}.`,
+          ),
+        );
+        return;
+      }
+      callback();
+    },
+  });
+}
+
+/**
+ * Copies one object between stores, checking every byte against its SHA-256 on the way. `NOT_FOUND` and
+ * `CORRUPT` errors name `from` as the user knows it.
+ */
+export async function copyVerified(
+  source: ObjectStore,
+  sourceKey: string,
+  target: ObjectStore,
+  targetKey: string,
+  expected: { sha256: string; size: number },
+  what: string,
+): Promise<void> {
+  let reader: Awaited<ReturnType<ObjectStore["get"]>>;
+  try {
+    reader = await source.get(sourceKey);
+  } catch (error) {
+    if (hasCode(error, "NOT_FOUND")) {
+      throw new CorruptError(`${what} is missing (${source.url.replace(/\/$/, "")}/${sourceKey}).`, {
+        cause: error,
+      });
+    }
+    throw error;
+  }
+  const check = verifying(expected, `${what} (${source.url.replace(/\/$/, "")}/${sourceKey})`);
+  reader.body.on("error", (error) => check.destroy(error));
+  reader.body.pipe(check);
+  await target.put(targetKey, check, { size: expected.size });
+}
+
+/**
+ * The digests of every object under `objects/` of a backup location, as one sorted buffer of 32-byte digests:
+ * 32 bytes an object instead of a string each, so a location of millions of objects fits in tens of MB.
+ */
+export class DigestSet {
+  #sorted: Buffer = Buffer.alloc(0);
+  #count = 0;
+  readonly #added = new Set<string>();
+
+  static async list(store: ObjectStore): Promise<DigestSet> {
+    const set = new DigestSet();
+    let buffer = Buffer.alloc(32 * 4096);
+    let count = 0;
+    let previous = "";
+    for await (const info of store.list(OBJECTS_PREFIX)) {
+      const digest = objectDigest(info.key);
+      if (!digest) continue;
+      if (digest <= previous) {
+        // Not in order (a store that breaks the listing contract): keep the rest as strings.
+        set.#added.add(digest);
+        continue;
+      }
+      previous = digest;
+      if ((count + 1) * 32 > buffer.length) {
+        const grown = Buffer.alloc(buffer.length * 2);
+        buffer.copy(grown);
+        buffer = grown;
+      }
+      buffer.write(digest, count * 32, "hex");
+      count++;
+    }
+    // Listings are in key order, and keys start with the digest's first hex digits: sorted by digest.
+    set.#sorted = buffer.subarray(0, count * 32);
+    set.#count = count;
+    return set;
+  }
+
+  get size(): number {
+    return this.#count + this.#added.size;
+  }
+
+  has(sha256: string): boolean {
+    if (this.#added.has(sha256)) return true;
+    const needle = Buffer.from(sha256, "hex");
+    let lo = 0;
+    let hi = this.#count - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const c = this.#sorted.compare(needle, 0, 32, mid * 32, mid * 32 + 32);
+      if (c === 0) return true;
+      if (c > 0) hi = mid - 1;
+      else lo = mid + 1;
+    }
+    return false;
+  }
+
+  /** Records a digest added during this run. */
+  add(sha256: string): void {
+    this.#added.add(sha256);
+  }
+}
+
+/** Reads `cairn-backup.json`; `undefined` when absent. Refuses a marker that is not cairn's or is newer. */
+export async function readBackupMarker(store: ObjectStore): Promise<BackupMarker | undefined> {
+  let text: string;
+  try {
+    const reader = await store.get(BACKUP_MARKER);
+    const chunks: Buffer[] = [];
+    for await (const chunk of reader.body) chunks.push(chunk as Buffer);
+    text = Buffer.concat(chunks).toString("utf8");
+  } catch (error) {
+    if (hasCode(error, "NOT_FOUND")) return undefined;
+    throw error;
+  }
+  let marker: BackupMarker;
+  try {
+    marker = JSON.parse(text) as BackupMarker;
+  } catch (cause) {
+    throw new CorruptError(`${where(store)} has a ${BACKUP_MARKER} that is not JSON.`, { cause });
+  }
+  if (marker.format !== BACKUP_FORMAT) {
+    throw new InvalidArgumentError(`${where(store)} has a ${BACKUP_MARKER} that is not a cairn backup's.`);
+  }
+  if (typeof marker.version !== "number" || marker.version > BACKUP_VERSION) {
+    throw new UnsupportedError(
+      `${where(store)} was written by a newer cairn (backup format version ${String(marker.version)}); upgrade cairn to use it.`,
+    );
+  }
+  return marker;
+}
+
+/** The marker of a location that must hold a backup: `NOT_FOUND` saying so when it does not. */
+export async function requireBackup(store: ObjectStore): Promise<BackupMarker> {
+  const marker = await readBackupMarker(store);
+  if (!marker)
+    throw new NotFoundError(`${where(store)} holds no cairn backup (there is no ${BACKUP_MARKER}).`);
+  return marker;
+}
+
+/** Makes `store` a backup location: writes the marker, or refuses a location that holds something else. */
+export async function ensureBackupLocation(store: ObjectStore, now: Date): Promise<void> {
+  if (await readBackupMarker(store)) return;
+  for await (const info of store.list("")) {
+    throw new InvalidArgumentError(
+      `${where(store)} is not empty (it holds ${info.key}) and is not a cairn backup; back up into an empty location or an existing backup.`,
+    );
+  }
+  const marker: BackupMarker = {
+    format: BACKUP_FORMAT,
+    version: BACKUP_VERSION,
+    createdAt: now.toISOString(),
+  };
+  try {
+    await store.put(BACKUP_MARKER, Buffer.from(`${JSON.stringify(marker)}\n`), {
+      createOnly: true,
+      contentType: "application/json",
+    });
+  } catch (error) {
+    // Another backup created it first.
+    if (!hasCode(error, "ALREADY_EXISTS")) throw error;
+  }
+}
+
+export const where = (store: ObjectStore): string => `The backup location ${store.url}`;
