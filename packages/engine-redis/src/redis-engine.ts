@@ -1,4 +1,5 @@
 import { Buffer } from "node:buffer";
+import { isIP } from "node:net";
 import type { ConnectionOptions } from "node:tls";
 import {
   checkExpected,
@@ -242,7 +243,10 @@ async function connect(config: Config, location: string, onError: (error: unknow
   const client = new Redis({
     host: config.host,
     port: config.port,
-    ...(config.tls ? { tls: config.tls === true ? { servername: config.host } : config.tls } : {}),
+    // Node refuses an IP address as TLS server name (SNI); the certificate is still checked against it.
+    ...(config.tls
+      ? { tls: config.tls === true ? (isIP(config.host) ? {} : { servername: config.host }) : config.tls }
+      : {}),
     lazyConnect: true,
     enableReadyCheck: false,
     disableClientInfo: true,

@@ -121,6 +121,15 @@ describe("redis engine", () => {
     expect(error.message.split("\n")).toHaveLength(1);
   });
 
+  it("gives up on a TLS handshake the server never answers after connectTimeout, with UNAVAILABLE", async () => {
+    // The test server speaks plain TCP, so a rediss:// client waits for a TLS answer that never comes.
+    const hostPort = base.replace(/^redis:\/\//, "").replace(/\/.*$/, "");
+    const started = Date.now();
+    const error = await expectCode(factory.open(`rediss://${hostPort}/0?connectTimeout=1000`), "UNAVAILABLE");
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(error.message).toContain(`rediss://${hostPort}/0`);
+  });
+
   it("fails with PERMISSION_DENIED and Redis's reason when the credentials are refused", async () => {
     const { prefix } = fresh();
     const hostPort = base.replace(/^redis:\/\//, "").replace(/\/.*$/, "");
