@@ -64,13 +64,19 @@ export function quoteIdentifier(name: string): string {
 const TAB = 0x09;
 const NEWLINE = 0x0a;
 const BACKSLASH = 0x5c;
-const NUL = 0x00;
+
+/** For each byte, the letter that follows a backslash to escape it in a `LOAD DATA` field, or 0 to keep it. */
+const ESCAPES = new Uint8Array(256);
+ESCAPES[0x00] = 0x30; // \0
+ESCAPES[TAB] = 0x74; // \t
+ESCAPES[NEWLINE] = 0x6e; // \n
+ESCAPES[BACKSLASH] = BACKSLASH;
 
 /**
  * Rows for `LOAD DATA … FIELDS TERMINATED BY '\t' ESCAPED BY '\\' LINES TERMINATED BY '\n'` with
- * `CHARACTER SET binary`: fields are raw bytes with tab, newline, backslash and NUL escaped, so any value
- * survives without hex or base64 (which would double the bytes sent and cost the server a decode per row).
- * Chunks are at most about `chunkBytes` long, a row longer than that is one chunk of its own.
+ * `CHARACTER SET binary`, columns `(p, head, tail_hash, tail, value)`: fields are raw bytes with tab, newline,
+ * backslash and NUL escaped, so any value survives without hex or base64 (which would double the bytes sent
+ * and cost the server a decode per row). Chunks are about `chunkBytes` long; a longer row is a chunk of its own.
  */
 export class RowWriter {
   #buffer: Buffer;
@@ -86,34 +92,48 @@ export class RowWriter {
     return this.#length;
   }
 
-  /** Appends one row; returns whether the chunk is full and should be taken. */
-  row(fields: readonly Uint8Array[]): boolean {
-    let worst = fields.length;
-    for (const field of fields) worst += 2 * field.length;
-    this.#reserve(worst);
-    const out = this.#buffer;
-    let at = this.#length;
-    for (let f = 0; f < fields.length; f++) {
-      if (f > 0) out[at++] = TAB;
-      const field = fields[f]!;
-      for (let i = 0; i < field.length; i++) {
-        const b = field[i]!;
-        if (b === TAB || b === NEWLINE || b === BACKSLASH || b === NUL) {
-          out[at++] = BACKSLASH;
-          out[at++] = b === TAB ? 0x74 : b === NEWLINE ? 0x6e : b === NUL ? 0x30 : BACKSLASH;
-        } else {
-          out[at++] = b;
-        }
-      }
+  /** Appends the row of `key` (its UTF-8 bytes) in partition `p`; returns whether the chunk is full. */
+  row(p: Uint8Array, key: Buffer, value: Uint8Array): boolean {
+    this.#reserve(2 * (p.length + key.length + value.length) + 80);
+    let at = this.#field(p, this.#length);
+    this.#buffer[at++] = TAB;
+    if (key.length <= HEAD_BYTES) {
+      at = this.#field(key, at);
+      this.#buffer[at++] = TAB;
+      this.#buffer[at++] = TAB;
+    } else {
+      const { head, hash, tail } = splitKey(key);
+      at = this.#field(head, at);
+      this.#buffer[at++] = TAB;
+      at = this.#field(hash, at);
+      this.#buffer[at++] = TAB;
+      at = this.#field(tail, at);
     }
-    out[at++] = NEWLINE;
+    this.#buffer[at++] = TAB;
+    at = this.#field(value, at);
+    this.#buffer[at++] = NEWLINE;
     this.#length = at;
     return at >= this.#chunkBytes;
   }
 
-  /** The rows written since the last call, as one new buffer. */
+  #field(field: Uint8Array, at: number): number {
+    const out = this.#buffer;
+    for (let i = 0; i < field.length; i++) {
+      const b = field[i]!;
+      const escape = ESCAPES[b]!;
+      if (escape === 0) {
+        out[at++] = b;
+      } else {
+        out[at++] = BACKSLASH;
+        out[at++] = escape;
+      }
+    }
+    return at;
+  }
+
+  /** The rows written since the last call, as one buffer. */
   take(): Buffer {
-    // Handed over whole rather than copied: the next rows go to a new buffer.
+    // Handed over rather than copied: the next rows go to a new buffer.
     const chunk = this.#buffer.subarray(0, this.#length);
     this.#buffer = Buffer.allocUnsafe(this.#chunkBytes);
     this.#length = 0;
@@ -122,7 +142,8 @@ export class RowWriter {
 
   #reserve(bytes: number): void {
     if (this.#length + bytes <= this.#buffer.length) return;
-    const bigger = Buffer.allocUnsafe(this.#length + bytes);
+    // Doubled, not just enough: rows near the end of a chunk would otherwise copy it row after row.
+    const bigger = Buffer.allocUnsafe(Math.max(this.#length + bytes, 2 * this.#buffer.length));
     this.#buffer.copy(bigger, 0, 0, this.#length);
     this.#buffer = bigger;
   }

@@ -159,11 +159,14 @@ interface Page {
   next: Lower | undefined;
 }
 
-interface EncodedSet {
+/** An op of a batch, checked and encoded: partition and key as UTF-8, the value as a Buffer (null: delete). */
+interface EncodedOp {
   p: Buffer;
-  key: StoredKey;
-  value: Buffer;
+  key: Buffer;
+  value: Buffer | null;
 }
+
+type EncodedSet = EncodedOp & { value: Buffer };
 
 const EMPTY = Buffer.alloc(0);
 
@@ -361,6 +364,21 @@ class MysqlEngineImpl implements MysqlEngine {
   }
 
   /**
+   * Runs one autocommitted statement, again when the server rolled it back because of a deadlock or a lock
+   * wait: it then changed nothing, so running it again is safe.
+   */
+  async #retrying<T>(fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await fn();
+      } catch (error) {
+        if (!isRetryable(error) || attempt >= TRANSACTION_ATTEMPTS) throw error;
+        await backoff(attempt);
+      }
+    }
+  }
+
+  /**
    * Runs `fn` in a transaction on one pooled connection, again from the start when the server rolled it back
    * because of a deadlock or a lock wait (each attempt sees the state anew, so CAS stays exact).
    */
@@ -378,7 +396,7 @@ class MysqlEngineImpl implements MysqlEngine {
           healthy = false;
         });
         if (!isRetryable(error) || attempt >= TRANSACTION_ATTEMPTS) throw error;
-        await new Promise((r) => setTimeout(r, Math.random() * 5 * attempt));
+        await backoff(attempt);
       } finally {
         if (healthy) connection.release();
         else connection.destroy();
@@ -387,10 +405,10 @@ class MysqlEngineImpl implements MysqlEngine {
   }
 
   /** Refuses a value the server could not receive in one statement (its `max_allowed_packet`). */
-  #checkFits(key: string, bytes: number): void {
-    if (bytes + PACKET_SLACK > this.#maxPacket) {
+  #checkFits(key: string, value: number, keyBytes: number): void {
+    if (value + keyBytes + PACKET_SLACK > this.#maxPacket) {
       throw new InvalidArgumentError(
-        `The value of key ${JSON.stringify(key.slice(0, 40))} is ${bytes} bytes, more than the MySQL server at ${this.url} accepts in one statement (max_allowed_packet is ${this.#maxPacket} bytes); raise max_allowed_packet on the server.`,
+        `The value of key ${JSON.stringify(key.slice(0, 40))} is ${value} bytes, more than the MySQL server at ${this.url} accepts in one statement (max_allowed_packet is ${this.#maxPacket} bytes); raise max_allowed_packet on the server.`,
       );
     }
   }
@@ -414,9 +432,11 @@ class MysqlEngineImpl implements MysqlEngine {
     const p = encodePartition(partition);
     const bytes = encodeKey(key);
     const v = asBuffer(checkValue(value, key));
-    this.#checkFits(key, v.length + bytes.length + p.length);
+    this.#checkFits(key, v.length, bytes.length + p.length);
     const k = splitKey(bytes);
-    await this.#run(() => this.#pool.execute(this.#sql.upsert, [p, k.head, k.hash, k.tail, v]));
+    await this.#run(() =>
+      this.#retrying(() => this.#pool.execute(this.#sql.upsert, [p, k.head, k.hash, k.tail, v])),
+    );
   }
 
   async setIf(
@@ -429,35 +449,25 @@ class MysqlEngineImpl implements MysqlEngine {
     const bytes = encodeKey(key);
     const v = asBuffer(checkValue(value, key));
     const e = checkExpected(expected, key);
-    this.#checkFits(key, v.length + bytes.length + p.length);
+    this.#checkFits(key, v.length, bytes.length + p.length);
     const k = splitKey(bytes);
     return this.#run(async () => {
       if (e === null) {
         try {
-          await this.#pool.execute(this.#sql.insert, [p, k.head, k.hash, k.tail, v]);
+          await this.#retrying(() => this.#pool.execute(this.#sql.insert, [p, k.head, k.hash, k.tail, v]));
           return true;
         } catch (error) {
           if (driverCode(error) === "ER_DUP_ENTRY") return false;
-          if (!isRetryable(error)) throw error;
-          // A lock wait or deadlock rolled the insert back: decide again in a transaction.
-          return this.#transaction(async (c) => {
-            if ((await this.#lock(c, p, k)) !== undefined) return false;
-            await c.execute(this.#sql.insert, [p, k.head, k.hash, k.tail, v]);
-            return true;
-          });
+          throw error;
         }
       }
       const want = asBuffer(e);
       if (v.length + want.length + bytes.length + p.length + PACKET_SLACK <= this.#maxPacket) {
         // One statement: the row lock of the UPDATE makes the comparison and the write atomic. With mysql2's
         // FOUND_ROWS flag, affectedRows counts matched rows, so writing an equal value also reports success.
-        const [result] = await this.#pool.execute<ResultSetHeader>(this.#sql.swap, [
-          v,
-          p,
-          k.head,
-          k.hash,
-          want,
-        ]);
+        const [result] = await this.#retrying(() =>
+          this.#pool.execute<ResultSetHeader>(this.#sql.swap, [v, p, k.head, k.hash, want]),
+        );
         return result.affectedRows > 0;
       }
       // Both values would not fit in one packet: lock the row, compare here, write.
@@ -482,7 +492,7 @@ class MysqlEngineImpl implements MysqlEngine {
   async delete(partition: string, key: string): Promise<void> {
     const p = encodePartition(partition);
     const k = splitKey(encodeKey(key));
-    await this.#run(() => this.#pool.execute(this.#sql.remove, [p, k.head, k.hash]));
+    await this.#run(() => this.#retrying(() => this.#pool.execute(this.#sql.remove, [p, k.head, k.hash])));
   }
 
   async writeBatch(ops: readonly WriteOp[]): Promise<void> {
@@ -490,7 +500,7 @@ class MysqlEngineImpl implements MysqlEngine {
     if (ops.length === 0) return;
     // Everything is checked before anything is written. The last op on a key decides its state, so the batch
     // becomes one set of deletes and one set of writes, whose order no longer matters.
-    const encoded: Array<{ p: Buffer; key: StoredKey; value: Buffer | null }> = new Array(ops.length);
+    const encoded: EncodedOp[] = new Array(ops.length);
     let partitionName: unknown;
     let p: Buffer = EMPTY;
     let previous: Buffer = EMPTY;
@@ -509,17 +519,17 @@ class MysqlEngineImpl implements MysqlEngine {
       if (ascending && Buffer.compare(previous, bytes) >= 0) ascending = false;
       previous = bytes;
       const value = op.value === null ? null : asBuffer(checkValue(op.value, op.key));
-      if (value) this.#checkFits(op.key, value.length + bytes.length + p.length);
-      encoded[i] = { p, key: splitKey(bytes), value };
+      if (value) this.#checkFits(op.key, value.length, bytes.length + p.length);
+      encoded[i] = { p, key: bytes, value };
     }
-    let kept: Iterable<{ p: Buffer; key: StoredKey; value: Buffer | null }> = encoded;
+    let kept: Iterable<EncodedOp> = encoded;
     if (!ascending) {
       const last = new Map<string, number>();
       for (let i = 0; i < ops.length; i++)
         last.set(`${ops[i]!.partition.length}:${ops[i]!.partition}${ops[i]!.key}`, i);
       if (last.size < ops.length) kept = [...last.values()].map((i) => encoded[i]!);
     }
-    const deletes: Array<{ p: Buffer; key: StoredKey }> = [];
+    const deletes: EncodedOp[] = [];
     const sets: EncodedSet[] = [];
     const large: EncodedSet[] = [];
     for (const e of kept) {
@@ -530,8 +540,10 @@ class MysqlEngineImpl implements MysqlEngine {
     await this.#run(() =>
       this.#transaction(async (c) => {
         await this.#deleteRows(c, deletes);
-        for (const s of large)
-          await c.execute(this.#sql.upsert, [s.p, s.key.head, s.key.hash, s.key.tail, s.value]);
+        for (const { p, key, value } of large) {
+          const k = splitKey(key);
+          await c.execute(this.#sql.upsert, [p, k.head, k.hash, k.tail, value]);
+        }
         if (sets.length >= BULK_MIN_ROWS && this.#localInfile) {
           try {
             await this.#loadRows(c, sets);
@@ -548,7 +560,7 @@ class MysqlEngineImpl implements MysqlEngine {
     );
   }
 
-  async #deleteRows(c: PoolConnection, rows: ReadonlyArray<{ p: Buffer; key: StoredKey }>): Promise<void> {
+  async #deleteRows(c: PoolConnection, rows: readonly EncodedOp[]): Promise<void> {
     let i = 0;
     while (i < rows.length) {
       const conditions: string[] = [];
@@ -556,9 +568,10 @@ class MysqlEngineImpl implements MysqlEngine {
       let bytes = 0;
       while (i < rows.length && conditions.length < STATEMENT_ROWS && bytes < STATEMENT_BYTES) {
         const { p, key } = rows[i++]!;
+        const k = splitKey(key);
         conditions.push("(?, ?, ?)");
-        values.push(p, key.head, key.hash);
-        bytes += 2 * (p.length + key.head.length + key.hash.length) + 48;
+        values.push(p, k.head, k.hash);
+        bytes += 2 * (p.length + k.head.length + k.hash.length) + 16;
       }
       await c.query(`${this.#sql.removeMany}${conditions.join(", ")})`, values);
     }
@@ -573,10 +586,11 @@ class MysqlEngineImpl implements MysqlEngine {
       let bytes = 0;
       while (i < rows.length && tuples.length < STATEMENT_ROWS) {
         const { p, key, value } = rows[i]!;
-        const size = 2 * (p.length + key.head.length + key.hash.length + key.tail.length + value.length) + 32;
+        const size = 2 * (p.length + key.length + value.length) + 96;
         if (tuples.length > 0 && bytes + size > limit) break;
+        const k = splitKey(key);
         tuples.push("(?, ?, ?, ?, ?)");
-        values.push(p, key.head, key.hash, key.tail, value);
+        values.push(p, k.head, k.hash, k.tail, value);
         bytes += size;
         i++;
       }
@@ -589,13 +603,15 @@ class MysqlEngineImpl implements MysqlEngine {
     function* chunks(): Generator<Buffer> {
       const writer = new RowWriter();
       for (const { p, key, value } of rows) {
-        if (writer.row([p, key.head, key.hash, key.tail, value])) yield writer.take();
+        if (writer.row(p, key, value)) yield writer.take();
       }
       if (writer.length > 0) yield writer.take();
     }
     const [result] = await c.query<ResultSetHeader>({
       sql: this.#sql.load,
-      infileStreamFactory: () => Readable.from(chunks(), { objectMode: false }),
+      // In object mode the stream hands each chunk over as it is, one packet each: a byte stream could merge
+      // chunks into a packet larger than the server's max_allowed_packet.
+      infileStreamFactory: () => Readable.from(chunks()),
     });
     if (result.warningStatus > 0) {
       // LOAD DATA LOCAL turns bad rows into warnings instead of errors; none is expected, so any is a failure.
@@ -868,6 +884,11 @@ class MysqlEngineImpl implements MysqlEngine {
       }
     }
   }
+}
+
+/** A short random pause before retrying, longer with every attempt, so that racing writers spread out. */
+function backoff(attempt: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
 }
 
 /** Sorts each run of rows sharing one long head by tail; rows arrive ordered by head, then tail hash. */
