@@ -1,5 +1,6 @@
 export * from "./backup/backup.js";
 export * from "./backup/layout.js";
+export * from "./backup/meta-backup.js";
 export { copyVerified, ensureBackupLocation, readBackupMarker, requireBackup } from "./backup/objects.js";
 export * from "./backup/restore.js";
 export * from "./backup/retention.js";
@@ -11,6 +12,7 @@ export * from "./engine.js";
 export * from "./engine-checks.js";
 export * from "./errors.js";
 export { flattenPages, paginate } from "./iterate.js";
+export * from "./lease.js";
 export * from "./model.js";
 export * from "./names.js";
 export type { RestoreResult } from "./refs-restore.js";
