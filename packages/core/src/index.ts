@@ -1,5 +1,6 @@
 export * from "./backup/backup.js";
 export * from "./backup/layout.js";
+export * from "./backup/maintenance.js";
 export * from "./backup/meta-backup.js";
 export { copyVerified, ensureBackupLocation, readBackupMarker, requireBackup } from "./backup/objects.js";
 export * from "./backup/restore.js";
