@@ -9,6 +9,7 @@ import {
   encodeKey,
   encodePartition,
   InvalidArgumentError,
+  isCairnError,
   type KvEntry,
   type MetadataEngine,
   type ScanOptions,
@@ -75,9 +76,9 @@ export interface MysqlEngineOptions {
    */
   connectTimeout?: number;
   /**
-   * Most entries `scan` reads per query. Values over 64 KiB are read one by one, so a page holds at most
-   * `pageSize` × (64 KiB + key) bytes.
-   * @default 1000
+   * Most entries `scan` reads per query. Values over 16 KiB are read one by one, so a page holds at most
+   * `pageSize` × (16 KiB + key) bytes: 40 MiB at worst with the default, a few hundred KiB for typical entries.
+   * @default 2000
    */
   pageSize?: number;
   /**
@@ -118,7 +119,7 @@ type Config = Readonly<
 const CAPABILITIES: EngineCapabilities = Object.freeze({ atomicBatch: true, consistency: "snapshot" });
 
 /** Values up to this size come back with the page of a scan; larger ones are read one by one. */
-const INLINE_VALUE_BYTES = 64 * 1024;
+const INLINE_VALUE_BYTES = 16 * 1024;
 /** Sets with values up to this size go in multi-row statements; larger ones one by one as binary parameters. */
 const BATCH_VALUE_BYTES = 1024 * 1024;
 /** A batch with at least this many sets is loaded with `LOAD DATA LOCAL INFILE`. */
@@ -146,12 +147,11 @@ interface Lower {
   group?: boolean;
 }
 
-interface PageRow {
-  head: Buffer;
-  tail: Buffer;
-  /** Null when the value is larger than {@link INLINE_VALUE_BYTES}: it is read when yielded. */
-  value: Buffer | null;
-}
+/**
+ * A row of a scan page as mysql2 returns it (`rowsAsArray`): head, tail, and the value, or null when it is
+ * larger than {@link INLINE_VALUE_BYTES} and is read when yielded.
+ */
+type PageRow = [head: Buffer, tail: Buffer, value: Buffer | null];
 
 interface Page {
   rows: PageRow[];
@@ -194,7 +194,7 @@ export async function createMysqlEngine(options: MysqlEngineOptions): Promise<My
     tablePrefix: options.tablePrefix ?? "cairn_",
     poolSize: options.poolSize ?? 4,
     connectTimeout: options.connectTimeout ?? 5000,
-    pageSize: options.pageSize ?? 1000,
+    pageSize: options.pageSize ?? 2000,
     localInfile: options.localInfile ?? true,
     createDatabase: options.createDatabase ?? true,
     pool: options.pool,
@@ -266,10 +266,16 @@ class MysqlEngineImpl implements MysqlEngine {
       // Only the LOAD DATA statement of writeBatch may stream a "file", and only the rows it generates.
       infileStreamFactory: undefined,
       multipleStatements: false,
+      // Errors are mapped to core's with a sentence of their own; a stack captured per query costs for nothing.
+      trace: false,
     };
   }
 
   #error(error: unknown, opening = false): unknown {
+    // A query still running when the engine was closed fails with whatever mysql2 says about its ended pool.
+    if (this.#closed && !opening && !isCairnError(error)) {
+      return new UnavailableError(`The MySQL engine for ${this.url} is closed.`, { cause: error });
+    }
     return mapMysqlError(error, {
       url: this.url,
       opening,
@@ -661,18 +667,18 @@ class MysqlEngineImpl implements MysqlEngine {
       const left = remaining - page.rows.length;
       if (page.next && left > 0) pending = fetch(page.next, Math.min(pageSize, left));
       for (const row of page.rows) {
-        let value = row.value;
+        let value = row[2];
         if (value === null) {
           checkOpen();
           try {
-            value = (await this.#get(q, p, splitKey(Buffer.concat([row.head, row.tail])))) ?? null;
+            value = (await this.#get(q, p, splitKey(Buffer.concat([row[0], row[1]])))) ?? null;
           } catch (error) {
             throw this.#error(error);
           }
           // Deleted since the page was read: it was not there for the whole scan.
           if (value === null) continue;
         }
-        yield { key: joinKey(row.head, row.tail), value };
+        yield { key: joinKey(row[0], row[1]), value };
         if (--remaining <= 0) return;
       }
       if (!pending && page.next) pending = fetch(page.next, Math.min(pageSize, remaining));
@@ -724,16 +730,12 @@ class MysqlEngineImpl implements MysqlEngine {
       values,
       rowsAsArray: true,
     });
-    let rows: PageRow[] = raw.map((r) => ({
-      head: r[0] as Buffer,
-      tail: r[1] as Buffer,
-      value: r[2] as Buffer | null,
-    }));
+    let rows = raw as unknown as PageRow[];
     if (rows.length < want) return { rows: sortGroups(rows), next: undefined };
-    const lastHead = rows[rows.length - 1]!.head;
+    const lastHead = rows[rows.length - 1]![0];
     if (lastHead.length === HEAD_BYTES) {
       let start = rows.length - 1;
-      while (start > 0 && rows[start - 1]!.head.equals(lastHead)) start--;
+      while (start > 0 && rows[start - 1]![0].equals(lastHead)) start--;
       if (start === 0) {
         // The whole page is one group of long keys: read the group by tail from where the scan is.
         const within = lower && lower.tail !== null && lower.head.equals(lastHead);
@@ -752,7 +754,7 @@ class MysqlEngineImpl implements MysqlEngine {
     }
     rows = sortGroups(rows);
     const end = rows[rows.length - 1]!;
-    return { rows, next: { head: end.head, tail: end.tail, inclusive: false } };
+    return { rows, next: { head: end[0], tail: end[1], inclusive: false } };
   }
 
   async #groupPage(
@@ -775,15 +777,11 @@ class MysqlEngineImpl implements MysqlEngine {
       values,
       rowsAsArray: true,
     });
-    const rows = raw.map((r) => ({
-      head: r[0] as Buffer,
-      tail: r[1] as Buffer,
-      value: r[2] as Buffer | null,
-    }));
+    const rows = raw as unknown as PageRow[];
     if (rows.length < want) return { rows, next: { head: lower.head, tail: null, inclusive: false } };
     return {
       rows,
-      next: { head: lower.head, tail: rows[rows.length - 1]!.tail, inclusive: false, group: true },
+      next: { head: lower.head, tail: rows[rows.length - 1]![1], inclusive: false, group: true },
     };
   }
 
@@ -827,6 +825,8 @@ class MysqlEngineImpl implements MysqlEngine {
     } catch (error) {
       throw this.#error(error);
     }
+    // A connection of its own has no pool to take its errors: they reach the caller through the failing query.
+    if (this.#owned) connection.on("error", () => {});
     const end = async () => {
       this.#snapshots.delete(connection);
       if (this.#owned) await connection.end().catch(() => connection.destroy());
@@ -895,10 +895,10 @@ function backoff(attempt: number): Promise<void> {
 function sortGroups(rows: PageRow[]): PageRow[] {
   for (let i = 0; i < rows.length; ) {
     let j = i + 1;
-    if (rows[i]!.head.length === HEAD_BYTES) {
-      while (j < rows.length && rows[j]!.head.equals(rows[i]!.head)) j++;
+    if (rows[i]![0].length === HEAD_BYTES) {
+      while (j < rows.length && rows[j]![0].equals(rows[i]![0])) j++;
       if (j - i > 1) {
-        const sorted = rows.slice(i, j).sort((a, b) => Buffer.compare(a.tail, b.tail));
+        const sorted = rows.slice(i, j).sort((a, b) => Buffer.compare(a[1], b[1]));
         rows.splice(i, j - i, ...sorted);
       }
     }
