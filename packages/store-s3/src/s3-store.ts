@@ -90,6 +90,15 @@ export interface S3StoreOptions {
   partSize?: number;
   /** Parts of one multipart upload sent at once. @default 4 */
   partConcurrency?: number;
+  /**
+   * Streams whose size is given (the `size` option) and at most this many bytes go up as one streamed PUT,
+   * without buffering, instead of in parts. Faster where the service assembles parts slowly (s3rver), but a
+   * streamed PUT is attempted once (its body cannot be replayed), and a service that writes objects in place
+   * (s3rver, unlike S3) may keep a partial object when such a PUT fails midway. `Uint8Array` bodies up to
+   * this size (or the part size, whichever is larger) always go up in one PUT, retried.
+   * @default 0 (streams larger than a part always go up in parts)
+   */
+  singlePutLimit?: number;
   /** Connections kept open to the service, shared by all calls. @default 64 */
   maxSockets?: number;
   /** Credentials for programs that do not use the AWS chain. Never part of the store's URL. */
@@ -115,6 +124,7 @@ type Config = Readonly<{
   createOnly: CreateOnlyMode;
   partSize: number;
   partConcurrency: number;
+  singlePutLimit: number;
   probeScope: string;
 }>;
 
@@ -143,6 +153,12 @@ export function createS3Store(options: S3StoreOptions): S3Store {
   if (!Number.isSafeInteger(partConcurrency) || partConcurrency < 1) {
     throw new InvalidArgumentError(`The part concurrency of ${url} must be a whole number, at least 1.`);
   }
+  const single = o.singlePutLimit ?? 0;
+  if (!Number.isSafeInteger(single) || single < 0 || single > 5 * 1024 * MiB) {
+    throw new InvalidArgumentError(
+      `The single PUT limit of ${url} must be a whole number of bytes up to 5 GiB.`,
+    );
+  }
   const config: Config = Object.freeze({
     bucket: o.bucket,
     root: prefix ? `${prefix}/` : "",
@@ -150,10 +166,12 @@ export function createS3Store(options: S3StoreOptions): S3Store {
     createOnly: o.createOnly ?? "auto",
     partSize,
     partConcurrency,
+    singlePutLimit: o.singlePutLimit ?? 0,
     probeScope: `${o.endpoint ?? `aws:${o.region ?? ""}`}|${o.bucket}`,
   });
-  const client = o.client ?? new S3Client(clientConfig(o));
-  return new S3StoreImpl(config, client, o.client === undefined);
+  if (o.client) return new S3StoreImpl(config, o.client, undefined);
+  const settings = clientConfig(o);
+  return new S3StoreImpl(config, new S3Client(settings), settings);
 }
 
 function clientConfig(o: S3StoreOptions): S3ClientConfig {
@@ -283,15 +301,18 @@ class S3StoreImpl implements S3Store {
   readonly url: string;
   readonly #config: Config;
   readonly #client: S3Client;
-  readonly #ownsClient: boolean;
+  /** The settings of the client the store made, or `undefined` for a client the caller gave. */
+  readonly #settings: S3ClientConfig | undefined;
+  /** The same connections without retries, for streamed bodies that cannot be sent twice. */
+  #onceClient: S3Client | undefined;
   #closed = false;
   /** Set once any call has shown that the bucket exists (a HEAD's 404 cannot tell a missing bucket). */
   #bucketSeen = false;
 
-  constructor(config: Config, client: S3Client, ownsClient: boolean) {
+  constructor(config: Config, client: S3Client, settings: S3ClientConfig | undefined) {
     this.#config = config;
     this.#client = client;
-    this.#ownsClient = ownsClient;
+    this.#settings = settings;
     this.bucket = config.bucket;
     this.root = config.root;
     this.url = config.url;
@@ -375,9 +396,10 @@ class S3StoreImpl implements S3Store {
       ...(conditional && { IfNoneMatch: "*" }),
     };
     if (body instanceof Uint8Array) {
-      if (options.size !== undefined && options.size !== body.length)
+      if (options.size !== undefined && options.size !== body.length) {
         throw this.#sizeMismatch(key, body.length, options.size);
-      if (body.length <= this.#config.partSize) {
+      }
+      if (body.length <= Math.max(this.#config.singlePutLimit, this.#config.partSize)) {
         // One request, without lib-storage's buffering: the common case of tree ranges and small objects.
         try {
           const out = await this.#client.send(
@@ -390,7 +412,9 @@ class S3StoreImpl implements S3Store {
         }
       }
     }
-    return this.#upload(key, params, body, options.size, createOnly);
+    const single =
+      options.size !== undefined && options.size > 0 && options.size <= this.#config.singlePutLimit;
+    return this.#upload(key, params, body, options.size, createOnly, single);
   }
 
   #sizeMismatch(key: string, actual: number, expected: number): InvalidArgumentError {
@@ -422,9 +446,12 @@ class S3StoreImpl implements S3Store {
     body: PutBody,
     size: number | undefined,
     createOnly: boolean,
+    single: boolean,
   ): Promise<ObjectInfo> {
     let count = 0;
     let bodyFailure: { error: unknown } | undefined;
+    // A streamed PUT whose body fails must end its request: the service would wait for the missing bytes.
+    const abort = new AbortController();
     let source: Uint8Array | Readable;
     if (body instanceof Uint8Array) {
       source = body;
@@ -443,6 +470,7 @@ class S3StoreImpl implements S3Store {
             } catch (error) {
               done = true;
               bodyFailure = { error };
+              abort.abort();
               throw new BodyError(`the body of ${showKey(key)} for ${url} failed`, { cause: error });
             }
             if (next.done) break;
@@ -451,9 +479,16 @@ class S3StoreImpl implements S3Store {
               bytes = toBytes(next.value);
             } catch (error) {
               bodyFailure = { error };
+              abort.abort();
               throw error;
             }
             count += bytes.length;
+            if (size !== undefined && count > size) {
+              const error = mismatch(count, size);
+              bodyFailure = { error };
+              abort.abort();
+              throw error;
+            }
             // What is thrown in here is lib-storage tearing the stream down, not a failure of the body.
             yield bytes;
           }
@@ -465,10 +500,24 @@ class S3StoreImpl implements S3Store {
         if (size !== undefined && count !== size) {
           const error = mismatch(count, size);
           bodyFailure = { error };
+          abort.abort();
           throw error;
         }
       }
       source = Readable.from(counted(), { objectMode: false, highWaterMark: 1 });
+    }
+    if (single && size !== undefined) {
+      try {
+        const out = await this.#sendOnce().send(
+          new PutObjectCommand({ ...params, Body: source, ContentLength: size }),
+          { abortSignal: abort.signal },
+        );
+        this.#bucketSeen = true;
+        return { key, size: count, etag: etagOf(out.ETag) };
+      } catch (error) {
+        if (bodyFailure) throw bodyFailure.error;
+        throw this.#putError(error, key, createOnly);
+      }
     }
     const partSize = Math.max(this.#config.partSize, size !== undefined ? Math.ceil(size / 10_000) : 0);
     // lib-storage reports the first failure of its part uploaders, which may be the AbortError of one whose
@@ -778,9 +827,23 @@ class S3StoreImpl implements S3Store {
     }
   }
 
+  #sendOnce(): S3Client {
+    // A caller's client keeps its own retry policy.
+    if (!this.#settings) return this.#client;
+    this.#onceClient ??= new S3Client({
+      ...this.#settings,
+      maxAttempts: 1,
+      // Shares the connection pool; only the retry policy differs.
+      requestHandler: this.#client.config.requestHandler,
+    });
+    return this.#onceClient;
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#ownsClient) this.#client.destroy();
+    if (this.#settings) this.#client.destroy();
+    // Not destroyed: it shares the main client's handler, which the main client's owner destroys.
+    this.#onceClient = undefined;
   }
 }

@@ -14,6 +14,7 @@ export const URL_PARAMS = [
   "requestTimeout",
   "partSize",
   "partConcurrency",
+  "singlePutLimit",
 ] as const;
 
 /** Parameter names that would carry credentials; refused with a pointer to the AWS credential chain. */
@@ -146,6 +147,9 @@ export function parseS3Url(url: string): S3StoreOptions {
       case "partConcurrency":
         options.partConcurrency = integer(name, value, 1, 64, shown);
         break;
+      case "singlePutLimit":
+        options.singlePutLimit = integer(name, value, 0, 5120, shown) * MiB;
+        break;
     }
   }
   return options;
@@ -197,5 +201,6 @@ export function formatS3Url(options: S3StoreOptions): string {
   add("requestTimeout", options.requestTimeout);
   add("partSize", options.partSize === undefined ? undefined : options.partSize / MiB);
   add("partConcurrency", options.partConcurrency);
+  add("singlePutLimit", options.singlePutLimit === undefined ? undefined : options.singlePutLimit / MiB);
   return `s3://${options.bucket}${path}${params.length ? `?${params.join("&")}` : ""}`;
 }

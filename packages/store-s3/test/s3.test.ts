@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { collect, expectCode, randomName } from "@cairn/testkit";
+import { freePort } from "@cairn/testkit/servers";
 import { describe, expect, inject, it } from "vitest";
 import { createS3Store, factory, formatS3Url, parseS3Url, type S3Store } from "../src/index.js";
 import { newBucket, restartableS3rver, startProxy } from "./helpers.js";
@@ -62,7 +63,7 @@ describe("s3 URL", () => {
       region: "eu-west-1",
     });
     const url =
-      "s3://data/photos?region=us-east-1&endpoint=http://127.0.0.1:9000&forcePathStyle=true&createOnly=check&maxAttempts=5&connectTimeout=2.5&requestTimeout=30&partSize=16&partConcurrency=8";
+      "s3://data/photos?region=us-east-1&endpoint=http://127.0.0.1:9000&forcePathStyle=true&createOnly=check&maxAttempts=5&connectTimeout=2.5&requestTimeout=30&partSize=16&partConcurrency=8&singlePutLimit=64";
     const options = parseS3Url(url);
     expect(options).toEqual({
       bucket: "data",
@@ -76,6 +77,7 @@ describe("s3 URL", () => {
       requestTimeout: 30,
       partSize: 16 * MiB,
       partConcurrency: 8,
+      singlePutLimit: 64 * MiB,
     });
     expect(formatS3Url(options)).toBe(url);
     expect(parseS3Url(formatS3Url({ bucket: "b12", prefix: "ünï/a b" }))).toEqual({
@@ -314,6 +316,40 @@ describe("s3 store", () => {
     expect(await store.head("sized")).toBeUndefined();
   });
 
+  it("streams a body of known size in one PUT with singlePutLimit, failing it when the body fails or lies about its size", async () => {
+    const proxy = await startProxy(endpoint);
+    try {
+      const store = await openStore("&partSize=5&singlePutLimit=16", proxy.endpoint);
+      const hash = createHash("sha256");
+      const info = await store.put("one", generate(12 * MiB, hash), { size: 12 * MiB });
+      expect(info.size).toBe(12 * MiB);
+      expect(proxy.requests.map((r) => r.method)).toEqual(["PUT"]);
+      const read = createHash("sha256");
+      for await (const chunk of (await store.get("one")).body) read.update(chunk as Buffer);
+      expect(read.digest("hex")).toBe(hash.digest("hex"));
+
+      const failing = generate(12 * MiB, createHash("sha256"), async (i) => {
+        if (i === 6) throw new Error("the body failed on purpose");
+      });
+      await expect(store.put("two", failing, { size: 12 * MiB })).rejects.toThrow(
+        "the body failed on purpose",
+      );
+      for (const size of [12 * MiB - 1, 12 * MiB + 1]) {
+        const error = await expectCode(
+          store.put("two", generate(12 * MiB, createHash("sha256")), { size }),
+          "INVALID_ARGUMENT",
+        );
+        expect(error.message).toContain(`not the ${size}`);
+      }
+      // Each failed PUT was ended early (S3 then stores nothing; s3rver keeps what it received, which is why
+      // streamed PUTs are not the default).
+      expect(proxy.requests.filter((r) => r.method === "PUT")).toHaveLength(4);
+      expect((await store.head("one"))?.size).toBe(12 * MiB);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it("survives the server going away mid-upload: nothing partial is visible, and the put can be retried", {
     timeout: 90_000,
   }, async () => {
@@ -323,8 +359,9 @@ describe("s3 store", () => {
       const url = `s3://${own}/mid?endpoint=${server.endpoint}&partSize=5&maxAttempts=2&connectTimeout=1`;
       const store = await factory.open(url);
       const hash = createHash("sha256");
-      const body = generate(40 * MiB, hash, async (i) => {
-        if (i === 16) await server.stop();
+      // Two 5 MiB parts are in when the server stops; the third and later fail.
+      const body = generate(24 * MiB, hash, async (i) => {
+        if (i === 11) await server.stop();
       });
       const started = Date.now();
       const error = await expectCode(store.put("big/object", body), "UNAVAILABLE");
@@ -336,8 +373,8 @@ describe("s3 store", () => {
       expect(await store.head("big/object")).toBeUndefined();
       expect(await collect(store.list(""))).toEqual([]);
       const again = createHash("sha256");
-      const info = await store.put("big/object", generate(40 * MiB, again));
-      expect(info.size).toBe(40 * MiB);
+      const info = await store.put("big/object", generate(24 * MiB, again));
+      expect(info.size).toBe(24 * MiB);
       const read = createHash("sha256");
       for await (const chunk of (await store.get("big/object")).body) read.update(chunk as Buffer);
       expect(read.digest("hex")).toBe(again.digest("hex"));
@@ -348,9 +385,7 @@ describe("s3 store", () => {
   });
 
   it("reports an unreachable service with UNAVAILABLE", async () => {
-    const server = await restartableS3rver();
-    const dead = server.endpoint;
-    await server.dispose();
+    const dead = `http://127.0.0.1:${await freePort()}`;
     const store = await factory.open(`s3://${bucket}/x?endpoint=${dead}&maxAttempts=1&connectTimeout=1`);
     const error = await expectCode(store.put("k", utf8("v")), "UNAVAILABLE");
     expect(error.message).toContain(store.url);
