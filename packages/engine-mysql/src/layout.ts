@@ -120,12 +120,12 @@ export class RowWriter {
     const out = this.#buffer;
     for (let i = 0; i < field.length; i++) {
       const b = field[i]!;
-      const escape = ESCAPES[b]!;
-      if (escape === 0) {
+      const letter = ESCAPES[b]!;
+      if (letter === 0) {
         out[at++] = b;
       } else {
         out[at++] = BACKSLASH;
-        out[at++] = escape;
+        out[at++] = letter;
       }
     }
     return at;
