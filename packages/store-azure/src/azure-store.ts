@@ -7,6 +7,7 @@ import {
   type BlockBlobClient,
   ContainerClient,
   newPipeline,
+  RestError,
   StorageRetryPolicyType,
 } from "@azure/storage-blob";
 import {
@@ -83,7 +84,7 @@ export interface AzureStore extends ObjectStore {
   readonly container: string;
   /** Blob name prefix of every key: `""` or ending in `/`. */
   readonly prefix: string;
-  /** The client of the container, e.g. to create it in tests. */
+  /** The client of the container (e.g. to create it in tests); it may hold a SAS, so it is never enumerable. */
   readonly containerClient: ContainerClient;
 }
 
@@ -117,16 +118,20 @@ export function createAzureStore(options: AzureStoreOptions): AzureStore {
   let client = options.containerClient;
   if (!client) {
     if (!options.endpoint) throw new InvalidArgumentError(`The Azure store ${url} needs an endpoint.`);
+    const timeoutMs = (options.timeoutSeconds ?? 60) * 1000;
     const pipeline = newPipeline(options.credential ?? new AnonymousCredential(), {
       retryOptions: {
         retryPolicyType: StorageRetryPolicyType.EXPONENTIAL,
         maxTries: (options.retries ?? 5) + 1,
         retryDelayInMs: 500,
         maxRetryDelayInMs: 30_000,
-        tryTimeoutInMs: (options.timeoutSeconds ?? 60) * 1000,
+        tryTimeoutInMs: timeoutMs,
       },
       keepAliveOptions: { enable: true },
     });
+    pipeline.factories.push(
+      new InjectorPolicyFactory(timeoutMs) as unknown as (typeof pipeline.factories)[number],
+    );
     const base = `${options.endpoint.replace(/\/+$/, "")}/${encodeURIComponent(options.container)}`;
     client = new ContainerClient(options.sas ? `${base}?${options.sas}` : base, pipeline);
   }
@@ -140,6 +145,42 @@ export function createAzureStore(options: AzureStoreOptions): AzureStore {
     concurrency,
     pageSize: Math.min(Math.max(1, options.pageSize ?? 5000), 5000),
   });
+}
+
+/** The one method of a request that the time limit below needs (the SDK's legacy `WebResourceLike`). */
+interface TimedRequest {
+  timeout: number;
+  abortSignal?: { aborted: boolean };
+}
+interface NextPolicy {
+  sendRequest(request: TimedRequest): Promise<unknown>;
+}
+
+/**
+ * Limits each try of a request to a number of milliseconds, until the response headers arrive. The SDK's retry
+ * policy only passes its `tryTimeoutInMs` to the service, so a server that accepts a connection and never
+ * answers would hang a call forever. The SDK runs extra policy factories inside its retry loop (once per try)
+ * when their class is named `InjectorPolicyFactory`; a try that times out becomes a `TIMEOUT` error, which that
+ * loop retries with backoff.
+ */
+class InjectorPolicyFactory {
+  constructor(readonly timeoutMs: number) {}
+  create(next: NextPolicy): NextPolicy {
+    const timeoutMs = this.timeoutMs;
+    return {
+      async sendRequest(request: TimedRequest): Promise<unknown> {
+        request.timeout = timeoutMs;
+        try {
+          return await next.sendRequest(request);
+        } catch (error) {
+          if ((error as Error | null)?.name === "AbortError" && !request.abortSignal?.aborted) {
+            throw new RestError(`No response within ${timeoutMs / 1000} s.`, { code: "TIMEOUT" });
+          }
+          throw error;
+        }
+      },
+    };
+  }
 }
 
 interface Config {
@@ -207,7 +248,8 @@ class AzureStoreImpl implements AzureStore {
   readonly url: string;
   readonly container: string;
   readonly prefix: string;
-  readonly containerClient: ContainerClient;
+  // Private, so that logging or inspecting a store never prints its client, whose URL may hold a SAS.
+  readonly #client: ContainerClient;
   /** {@link prefix} as it is written in blob names. */
   readonly #root: string;
   readonly #endpoint: string;
@@ -221,11 +263,15 @@ class AzureStoreImpl implements AzureStore {
     this.container = config.container;
     this.prefix = config.prefix;
     this.#root = blobNameOf(config.prefix);
-    this.containerClient = config.client;
+    this.#client = config.client;
     this.#endpoint = config.endpoint;
     this.#blockSize = config.blockSize;
     this.#concurrency = config.concurrency;
     this.#pageSize = config.pageSize;
+  }
+
+  get containerClient(): ContainerClient {
+    return this.#client;
   }
 
   #check(): void {
@@ -233,7 +279,7 @@ class AzureStoreImpl implements AzureStore {
   }
 
   #blob(key: string): BlockBlobClient {
-    return this.containerClient.getBlockBlobClient(this.#root + blobNameOf(key));
+    return this.#client.getBlockBlobClient(this.#root + blobNameOf(key));
   }
 
   #error(error: unknown, key: string | undefined, action: AzureAction, createOnly = false): unknown {
@@ -249,7 +295,7 @@ class AzureStoreImpl implements AzureStore {
 
   async put(key: string, body: PutBody, options: PutOptions = {}): Promise<ObjectInfo> {
     this.#check();
-    checkKey(key, this.url);
+    checkKey(key, this.url, this.#root);
     const createOnly = options.createOnly === true;
     const headers: BlobHTTPHeaders | undefined = options.contentType
       ? { blobContentType: options.contentType }
@@ -423,7 +469,7 @@ class AzureStoreImpl implements AzureStore {
 
   async get(key: string, options: GetOptions = {}): Promise<ObjectReader> {
     this.#check();
-    checkKey(key, this.url);
+    checkKey(key, this.url, this.#root);
     const { range } = options;
     if (range) {
       const { start, end } = range;
@@ -464,7 +510,7 @@ class AzureStoreImpl implements AzureStore {
 
   async head(key: string): Promise<ObjectInfo | undefined> {
     this.#check();
-    checkKey(key, this.url);
+    checkKey(key, this.url, this.#root);
     try {
       const res = await this.#blob(key).getProperties();
       return {
@@ -542,7 +588,7 @@ class AzureStoreImpl implements AzureStore {
 
   async delete(key: string): Promise<void> {
     this.#check();
-    checkKey(key, this.url);
+    checkKey(key, this.url, this.#root);
     try {
       await this.#blob(key).delete({ deleteSnapshots: "include" });
     } catch (error) {
@@ -554,8 +600,8 @@ class AzureStoreImpl implements AzureStore {
 
   async copy(source: string, target: string, options: { createOnly?: boolean } = {}): Promise<ObjectInfo> {
     this.#check();
-    checkKey(source, this.url);
-    checkKey(target, this.url);
+    checkKey(source, this.url, this.#root);
+    checkKey(target, this.url, this.#root);
     const createOnly = options.createOnly === true;
     const from = this.#blob(source);
     const to = this.#blob(target);

@@ -159,7 +159,7 @@ export function mapAzureError(error: unknown, context: ErrorContext): unknown {
     code === "InvalidUri"
   ) {
     return new InvalidArgumentError(
-      `Azure Blob Storage rejects the name of ${what} (${code || statusCode}); a blob name has at most 1,024 characters and 254 segments.`,
+      `Azure Blob Storage rejects the name of ${what} or of its container "${context.container}" (${code || statusCode}); a blob name has at most 1,024 characters, a container name 3 to 63 lower-case letters, digits and hyphens.`,
       { cause },
     );
   }

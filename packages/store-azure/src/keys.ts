@@ -22,8 +22,14 @@ export function keyProblem(key: string): string | undefined {
   return undefined;
 }
 
-/** Returns `key` when it is a valid object key, or throws `INVALID_ARGUMENT` naming the key, why, and the store. */
-export function checkKey(key: unknown, url: string): string {
+/** Azure's limit on the length of a blob name, in characters (checked here in UTF-16 code units). */
+export const MAX_NAME = 1024;
+
+/**
+ * Returns `key` when it is a valid object key whose blob name (with the store's `root` prefix) Azure takes, or
+ * throws `INVALID_ARGUMENT` naming the key, why, and the store.
+ */
+export function checkKey(key: unknown, url: string, root = ""): string {
   if (typeof key !== "string" || key.length === 0) {
     throw new InvalidArgumentError(
       `An object key must be a non-empty string, got ${JSON.stringify(key)} (store ${url}).`,
@@ -31,6 +37,13 @@ export function checkKey(key: unknown, url: string): string {
   }
   const why = keyProblem(key);
   if (why) throw new InvalidArgumentError(`The key ${JSON.stringify(key)} ${why} (store ${url}).`);
+  // Checked here because emulators do not enforce it; the service answers the same with OutOfRangeInput.
+  const length = root.length + blobNameOf(key).length;
+  if (length > MAX_NAME) {
+    throw new InvalidArgumentError(
+      `The key ${JSON.stringify(key.length > 60 ? `${key.slice(0, 60)}…` : key)} makes a blob name of ${length} characters in ${url}; Azure Blob Storage allows at most 1,024.`,
+    );
+  }
   return key;
 }
 

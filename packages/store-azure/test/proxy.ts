@@ -1,0 +1,89 @@
+import { createServer, request, type Server } from "node:http";
+import type { Socket } from "node:net";
+import { freePort } from "@cairn/testkit/servers";
+
+/**
+ * An HTTP proxy in front of a real Azurite, so tests can make the service answer 503 (as Azure does when it
+ * throttles) or vanish mid-request, and come back on the same port.
+ */
+export interface FaultProxy {
+  /** `http://127.0.0.1:PORT/<account>`: the proxied blob endpoint. */
+  readonly endpoint: string;
+  /**
+   * Answers the next `n` requests with `status` and the service error code `code` instead of forwarding them;
+   * status 0 never answers them (a hung server).
+   */
+  failNext(n: number, status: number, code: string): void;
+  /** Requests seen, forwarded or failed. */
+  readonly requests: number;
+  /** Stops listening and cuts every open connection, as a crashed server would. */
+  cut(): Promise<void>;
+  /** Listens again on the same port. */
+  restore(): Promise<void>;
+}
+
+export async function startProxy(target: string): Promise<FaultProxy> {
+  const { hostname, port: targetPort, pathname } = new URL(target);
+  const port = await freePort();
+  const sockets = new Set<Socket>();
+  let failing = 0;
+  let failStatus = 503;
+  let failCode = "ServerBusy";
+  let requests = 0;
+  let server: Server | undefined;
+
+  const listen = () =>
+    new Promise<void>((resolve, reject) => {
+      const s = createServer((req, res) => {
+        requests++;
+        if (failing > 0) {
+          failing--;
+          req.resume();
+          if (failStatus === 0) return;
+          res.writeHead(failStatus, { "x-ms-error-code": failCode, "content-type": "application/xml" });
+          res.end(
+            `<?xml version="1.0" encoding="utf-8"?><Error><Code>${failCode}</Code><Message>injected</Message></Error>`,
+          );
+          return;
+        }
+        const upstream = request(
+          { host: hostname, port: targetPort, method: req.method, path: req.url, headers: req.headers },
+          (up) => {
+            res.writeHead(up.statusCode ?? 502, up.headers);
+            up.pipe(res);
+          },
+        );
+        upstream.on("error", () => res.destroy());
+        req.pipe(upstream);
+      });
+      s.on("connection", (socket: Socket) => {
+        sockets.add(socket);
+        socket.on("close", () => sockets.delete(socket));
+      });
+      s.once("error", reject);
+      s.listen(port, "127.0.0.1", () => {
+        server = s;
+        resolve();
+      });
+    });
+
+  await listen();
+  return {
+    endpoint: `http://127.0.0.1:${port}${pathname}`,
+    failNext(n, status, code) {
+      failing = n;
+      failStatus = status;
+      failCode = code;
+    },
+    get requests() {
+      return requests;
+    },
+    async cut() {
+      const s = server;
+      server = undefined;
+      for (const socket of sockets) socket.destroy();
+      if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
+    },
+    restore: listen,
+  };
+}
