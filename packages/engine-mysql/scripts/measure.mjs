@@ -7,8 +7,10 @@
 //   MYSQL_URL=mysql://root@127.0.0.1:3306/ node scripts/measure.mjs 1000000
 import { randomBytes } from "node:crypto";
 import { cpus, loadavg } from "node:os";
+import { Readable } from "node:stream";
 import mysql from "mysql2/promise";
 import { factory } from "../dist/index.js";
+import { RowWriter } from "../dist/layout.js";
 
 const n = Number(process.argv[2] ?? 1_000_000);
 const server = process.argv[3] ?? process.env.MYSQL_URL ?? "mysql://root@127.0.0.1:3306/";
@@ -20,13 +22,14 @@ await admin.query(`CREATE DATABASE \`${database}\``);
 const value = randomBytes(150);
 const key = (i) => `staging/0123456789abcdef/data/object-${String(i).padStart(9, "0")}.parquet`;
 const ops = Array.from({ length: n }, (_, i) => ({ partition: "bench", key: key(i), value }));
+const load = () => `load average ${loadavg()[0].toFixed(1)}`;
 const rate = (count, ms) => `${Math.round(count / (ms / 1000)).toLocaleString("en")}/s`;
 const line = (label, count, ms) =>
   console.log(`${label.padEnd(34)} ${(ms / 1000).toFixed(2).padStart(7)} s  ${rate(count, ms)}`);
 
 console.log(
   `${n.toLocaleString("en")} entries, key ${key(0).length} bytes, value 150 bytes;` +
-    ` ${cpus().length} cores, load average ${loadavg()[0].toFixed(1)}`,
+    ` ${cpus().length} cores, ${load()}`,
 );
 try {
   for (const [label, url] of [
@@ -34,7 +37,26 @@ try {
     ["multi-row INSERT (localInfile=false)", `${base}${database}?prefix=b_&localInfile=false`],
   ]) {
     const engine = await factory.open(url);
-    let t = performance.now();
+    const table = `\`${database}\`.\`${url.includes("prefix=a_") ? "a_" : "b_"}kv\``;
+    let t;
+    if (label.startsWith("LOAD")) {
+      // The floor under any load: the same rows, built beforehand, in one LOAD DATA, no engine.
+      const writer = new RowWriter();
+      const chunks = [];
+      const p = Buffer.from("bench");
+      for (const op of ops) if (writer.row(p, Buffer.from(op.key), op.value)) chunks.push(writer.take());
+      chunks.push(writer.take());
+      await admin.query("START TRANSACTION");
+      t = performance.now();
+      await admin.query({
+        sql: `LOAD DATA LOCAL INFILE 'rows' INTO TABLE ${table} CHARACTER SET binary FIELDS TERMINATED BY X'09' ESCAPED BY X'5C' LINES TERMINATED BY X'0A' (p, head, tail_hash, tail, value)`,
+        infileStreamFactory: () => Readable.from(chunks),
+      });
+      await admin.query("COMMIT");
+      line("  (baseline: prebuilt LOAD DATA)", n, performance.now() - t);
+      await admin.query(`TRUNCATE TABLE ${table}`);
+    }
+    t = performance.now();
     await engine.writeBatch(ops);
     line(`writeBatch × 1, ${label}`, n, performance.now() - t);
 
@@ -45,7 +67,6 @@ try {
     line("scan", n, performance.now() - t);
 
     // The floor under any scan: one streamed SELECT of the whole table with mysql2, no engine.
-    const table = `\`${database}\`.\`${url.includes("prefix=a_") ? "a_" : "b_"}kv\``;
     t = performance.now();
     count = 0;
     for await (const _ of admin.connection
@@ -60,6 +81,7 @@ try {
     line(`writeBatch × ${Math.ceil(n / 1000)} of 1,000`, n, performance.now() - t);
     await engine.close();
   }
+  console.log(`(${load()} at the end)`);
 } finally {
   await admin.query(`DROP DATABASE \`${database}\``);
   await admin.end();
