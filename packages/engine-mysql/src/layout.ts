@@ -31,12 +31,6 @@ export function splitKey(key: Buffer): StoredKey {
   return { head: key.subarray(0, HEAD_BYTES), hash: createHash("sha256").update(tail).digest(), tail };
 }
 
-/** The key whose stored columns are `head` and `tail`, as a string. */
-export function joinKey(head: Buffer, tail: Buffer): string {
-  // Decoded together: the split may fall inside a multi-byte character.
-  return tail.length === 0 ? head.toString("utf8") : Buffer.concat([head, tail]).toString("utf8");
-}
-
 /** The statements that create the key-value table and the table of the schema version (quoted names). */
 export function tableStatements(kv: string, meta: string): { kv: string; meta: string } {
   return {

@@ -28,7 +28,6 @@ import mysql, {
 import { driverCode, isLocalInfileRefused, isRetryable, mapMysqlError } from "./errors.js";
 import {
   HEAD_BYTES,
-  joinKey,
   quoteIdentifier,
   RowWriter,
   type StoredKey,
@@ -148,10 +147,11 @@ interface Lower {
 }
 
 /**
- * A row of a scan page as mysql2 returns it (`rowsAsArray`): head, tail, and the value, or null when it is
- * larger than {@link INLINE_VALUE_BYTES} and is read when yielded.
+ * A row of a scan page as mysql2 returns it (`rowsAsArray`): the whole key (`head || tail`, one buffer rather
+ * than two per row), and the value, or null when it is larger than {@link INLINE_VALUE_BYTES} and is read when
+ * yielded.
  */
-type PageRow = [head: Buffer, tail: Buffer, value: Buffer | null];
+type PageRow = [key: Buffer, value: Buffer | null];
 
 interface Page {
   rows: PageRow[];
@@ -667,18 +667,18 @@ class MysqlEngineImpl implements MysqlEngine {
       const left = remaining - page.rows.length;
       if (page.next && left > 0) pending = fetch(page.next, Math.min(pageSize, left));
       for (const row of page.rows) {
-        let value = row[2];
+        let value = row[1];
         if (value === null) {
           checkOpen();
           try {
-            value = (await this.#get(q, p, splitKey(Buffer.concat([row[0], row[1]])))) ?? null;
+            value = (await this.#get(q, p, splitKey(row[0]))) ?? null;
           } catch (error) {
             throw this.#error(error);
           }
           // Deleted since the page was read: it was not there for the whole scan.
           if (value === null) continue;
         }
-        yield { key: joinKey(row[0], row[1]), value };
+        yield { key: row[0].toString("utf8"), value };
         if (--remaining <= 0) return;
       }
       if (!pending && page.next) pending = fetch(page.next, Math.min(pageSize, remaining));
@@ -732,11 +732,12 @@ class MysqlEngineImpl implements MysqlEngine {
     });
     let rows = raw as unknown as PageRow[];
     if (rows.length < want) return { rows: sortGroups(rows), next: undefined };
-    const lastHead = rows[rows.length - 1]![0];
-    if (lastHead.length === HEAD_BYTES) {
+    const lastKey = rows[rows.length - 1]![0];
+    if (lastKey.length >= HEAD_BYTES) {
       let start = rows.length - 1;
-      while (start > 0 && rows[start - 1]![0].equals(lastHead)) start--;
+      while (start > 0 && sameHead(rows[start - 1]![0], lastKey)) start--;
       if (start === 0) {
+        const lastHead = lastKey.subarray(0, HEAD_BYTES);
         // The whole page is one group of long keys: read the group by tail from where the scan is.
         const within = lower && lower.tail !== null && lower.head.equals(lastHead);
         return {
@@ -753,8 +754,8 @@ class MysqlEngineImpl implements MysqlEngine {
       rows = rows.slice(0, start);
     }
     rows = sortGroups(rows);
-    const end = rows[rows.length - 1]!;
-    return { rows, next: { head: end[0], tail: end[1], inclusive: false } };
+    const end = splitKey(rows[rows.length - 1]![0]);
+    return { rows, next: { head: end.head, tail: end.tail, inclusive: false } };
   }
 
   async #groupPage(
@@ -781,7 +782,12 @@ class MysqlEngineImpl implements MysqlEngine {
     if (rows.length < want) return { rows, next: { head: lower.head, tail: null, inclusive: false } };
     return {
       rows,
-      next: { head: lower.head, tail: rows[rows.length - 1]![1], inclusive: false, group: true },
+      next: {
+        head: lower.head,
+        tail: rows[rows.length - 1]![0].subarray(HEAD_BYTES),
+        inclusive: false,
+        group: true,
+      },
     };
   }
 
@@ -891,14 +897,22 @@ function backoff(attempt: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, Math.random() * 5 * attempt));
 }
 
-/** Sorts each run of rows sharing one long head by tail; rows arrive ordered by head, then tail hash. */
+/** Whether two keys share a whole head: both are at least {@link HEAD_BYTES} long and start alike. */
+function sameHead(a: Buffer, b: Buffer): boolean {
+  return a.length >= HEAD_BYTES && b.length >= HEAD_BYTES && a.compare(b, 0, HEAD_BYTES, 0, HEAD_BYTES) === 0;
+}
+
+/**
+ * Sorts each run of rows sharing one whole head by key (that is, by tail): rows arrive ordered by head, then by
+ * the hash of the tail.
+ */
 function sortGroups(rows: PageRow[]): PageRow[] {
   for (let i = 0; i < rows.length; ) {
     let j = i + 1;
-    if (rows[i]![0].length === HEAD_BYTES) {
-      while (j < rows.length && rows[j]![0].equals(rows[i]![0])) j++;
+    if (rows[i]![0].length >= HEAD_BYTES) {
+      while (j < rows.length && sameHead(rows[j]![0], rows[i]![0])) j++;
       if (j - i > 1) {
-        const sorted = rows.slice(i, j).sort((a, b) => Buffer.compare(a[1], b[1]));
+        const sorted = rows.slice(i, j).sort((a, b) => Buffer.compare(a[0], b[0]));
         rows.splice(i, j - i, ...sorted);
       }
     }
@@ -924,7 +938,7 @@ function statements(kv: string, meta: string) {
     onDuplicate: " ON DUPLICATE KEY UPDATE value = VALUES(value)",
     // Hex literals instead of '\t' and '\\', which NO_BACKSLASH_ESCAPES would read differently.
     load: `LOAD DATA LOCAL INFILE 'cairn-batch' REPLACE INTO TABLE ${kv} CHARACTER SET binary FIELDS TERMINATED BY X'09' ESCAPED BY X'5C' LINES TERMINATED BY X'0A' ${columns}`,
-    page: `SELECT head, tail, IF(LENGTH(value) <= ${INLINE_VALUE_BYTES}, value, NULL) FROM ${kv}`,
+    page: `SELECT CONCAT(head, tail), IF(LENGTH(value) <= ${INLINE_VALUE_BYTES}, value, NULL) FROM ${kv}`,
     firstPartition: `SELECT p FROM ${kv} ORDER BY p LIMIT 1`,
     nextPartition: `SELECT p FROM ${kv} WHERE p > ? ORDER BY p LIMIT 1`,
   };
