@@ -105,8 +105,9 @@ export interface MysqlEngine extends MetadataEngine {
   readonly kind: "mysql";
   /** The engine's URL with the password hidden, as error messages name it. */
   readonly url: string;
-  /** The database and the two tables (unquoted) the engine uses. */
+  /** The database holding the engine's tables. */
   readonly database: string;
+  /** The names (unquoted) of the key-value table and of the table holding the schema version. */
   readonly tables: Readonly<{ kv: string; meta: string }>;
 }
 
