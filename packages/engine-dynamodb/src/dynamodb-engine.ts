@@ -842,6 +842,7 @@ class DynamodbEngineImpl implements DynamodbEngine {
 
     const level0 = new Map<string, Buffer>();
     const before = new Map<string, ItemKey>();
+    const indexed = new Set<string>();
     const chunkWrites: WriteRequest[] = [];
     const headWrites: WriteRequest[] = [];
     const leaves: { partition: string; leaf: ItemKey }[] = [];
@@ -863,8 +864,13 @@ class DynamodbEngineImpl implements DynamodbEngine {
         continue;
       }
       const { head, chunks } = this.#headFor(place.leaf, value);
-      for (const item of this.#prerequisites(p, partition, place, chunks.length > 0)) {
-        before.set(itemId(item), item);
+      // Most ops of a batch are short keys with small values in a partition already seen in this batch:
+      // they need nothing written before them.
+      if (!indexed.has(partition) || place.branches.length > 0 || chunks.length > 0) {
+        indexed.add(partition);
+        for (const item of this.#prerequisites(p, partition, place, chunks.length > 0)) {
+          before.set(itemId(item), item);
+        }
       }
       chunkWrites.push(...chunks);
       headWrites.push({ PutRequest: { Item: head } });
