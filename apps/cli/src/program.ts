@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { Registry, Repository } from "@cairn/core";
 import { Command, Option } from "commander";
+import { registerBackupMetaCommands } from "./backup-meta-commands.js";
 import { registerBranchCommands } from "./branch-commands.js";
 import { registerDumpCommands } from "./dump-commands.js";
 import { registerFsCommands } from "./fs-commands.js";
@@ -130,6 +131,7 @@ Examples:
   registerTagCommands(program, app);
   registerDumpCommands(program, app);
   registerRefsCommands(program, app);
+  registerBackupMetaCommands(program, app);
   registerTour(program, app);
 
   for (const sub of program.commands) addGlobalOptions(sub);
