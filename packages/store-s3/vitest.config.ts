@@ -5,6 +5,9 @@ export default defineConfig({
     globalSetup: ["./test/global-setup.ts"],
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // The files mostly wait on s3rver, so they run side by side even on two cores.
+    maxWorkers: 3,
+    minWorkers: 1,
     // The AWS credential chain of the stores under test reads these; s3rver accepts only the access key S3RVER.
     env: {
       AWS_ACCESS_KEY_ID: "S3RVER",

@@ -1,6 +1,7 @@
 // Moves 2,000 × 64 KiB and 4 × 64 MiB objects from a local folder to s3rver and back, with this store and
 // with rclone, and prints the times. A measurement, not a test: `pnpm -F @cairn/store-s3 build` first, then
-// `node scripts/bench-transfer.mjs [small-count] [big-count]` from the package folder.
+// `node scripts/bench-transfer.mjs [small-count] [big-count] [extra URL parameters, e.g. "&singlePutLimit=100"]`
+// from the package folder.
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
@@ -21,7 +22,8 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 const smallCount = Number(process.argv[2] ?? 2000);
 const bigCount = Number(process.argv[3] ?? 4);
-const CONCURRENCY = 16;
+const extraParams = process.argv[4] ?? "";
+const CONCURRENCY = Number(process.env.CONCURRENCY ?? 16);
 
 async function mapLimit(items, limit, fn) {
   let next = 0;
@@ -93,7 +95,7 @@ try {
     RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE: "true",
   });
 
-  const store = await factory.open(`s3://bench-cairn/data?endpoint=${server.endpoint}`);
+  const store = await factory.open(`s3://bench-cairn/data?endpoint=${server.endpoint}${extraParams}`);
   const results = {};
   for (const part of ["small", "big"]) {
     const names = await files(join(source, part));

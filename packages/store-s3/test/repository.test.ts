@@ -5,7 +5,7 @@ import { newBucket } from "./helpers.js";
 
 // The repository behaviour suite with the embedded SQLite engine and this store on s3rver. Worker processes
 // load the built modules, and take the credentials from the environment vitest sets (vitest.config.ts).
-const endpoint = inject("s3Endpoint");
+const endpoint = inject("s3RepositoryEndpoint");
 const bucket = await newBucket(endpoint);
 const dir = await tempDir("cairn-s3-repo-");
 
