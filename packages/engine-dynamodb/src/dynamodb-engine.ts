@@ -82,11 +82,17 @@ export interface DynamodbEngineOptions {
    */
   pageSize?: number;
   /**
-   * Milliseconds to wait for a connection, and for a response to go silent, before a request fails; with
-   * `maxAttempts`, a server that is down fails a call within seconds.
-   * @default 5000 to connect, 60000 for a response
+   * Milliseconds to wait for a connection before an attempt fails; with `maxAttempts`, a server that is down
+   * or unreachable fails a call within seconds.
+   * @default 3000
    */
   connectTimeout?: number;
+  /**
+   * Milliseconds a response may stay silent before an attempt fails (a hung server). Requests are at most
+   * about 1 MiB, so this is generous.
+   * @default 20000
+   */
+  requestTimeout?: number;
   /**
    * Attempts of each request, including the SDK's retries of throttling and network errors.
    * @default 3
@@ -94,7 +100,7 @@ export interface DynamodbEngineOptions {
   maxAttempts?: number;
   /**
    * A ready client to use instead of creating one (tests, custom credentials or middleware). The engine does
-   * not destroy it on close: its owner does. `region`, `endpoint`, `connectTimeout` and `maxAttempts` are
+   * not destroy it on close: its owner does. `region`, `endpoint`, `connectTimeout`, `requestTimeout` and `maxAttempts` are
    * then ignored.
    */
   client?: DynamoDBClient;
@@ -170,7 +176,8 @@ export async function createDynamodbEngine(options: DynamodbEngineOptions): Prom
     create: options.create ?? true,
     concurrency: options.concurrency ?? 8,
     pageSize: options.pageSize ?? 1000,
-    connectTimeout: options.connectTimeout ?? 5000,
+    connectTimeout: options.connectTimeout ?? 3000,
+    requestTimeout: options.requestTimeout ?? 20_000,
     maxAttempts: options.maxAttempts ?? 3,
     client: options.client,
     location: options.location ?? `dynamodb://${options.table}`,
@@ -184,6 +191,7 @@ export async function createDynamodbEngine(options: DynamodbEngineOptions): Prom
     ["concurrency", config.concurrency, 1],
     ["pageSize", config.pageSize, 1],
     ["connectTimeout", config.connectTimeout, 1],
+    ["requestTimeout", config.requestTimeout, 1],
     ["maxAttempts", config.maxAttempts, 1],
   ] as const) {
     if (!Number.isSafeInteger(value) || value < min) {
@@ -233,7 +241,8 @@ class DynamodbEngineImpl implements DynamodbEngine {
         ...(config.region ? { region: config.region } : {}),
         ...(config.endpoint ? { endpoint: config.endpoint } : {}),
         maxAttempts: config.maxAttempts,
-        requestHandler: { connectionTimeout: config.connectTimeout, requestTimeout: 60_000 },
+        // socketTimeout fails an attempt after that much silence; the handler's requestTimeout would only warn.
+        requestHandler: { connectionTimeout: config.connectTimeout, socketTimeout: config.requestTimeout },
       });
       this.#owned = true;
     }

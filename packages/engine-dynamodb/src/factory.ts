@@ -1,7 +1,16 @@
 import { type EngineFactory, InvalidArgumentError, redactUrl, urlScheme } from "@cairn/core";
 import { createDynamodbEngine, type DynamodbEngine, type DynamodbEngineOptions } from "./dynamodb-engine.js";
 
-const PARAMS = ["region", "endpoint", "create", "concurrency", "pageSize", "connectTimeout", "maxAttempts"];
+const PARAMS = [
+  "region",
+  "endpoint",
+  "create",
+  "concurrency",
+  "pageSize",
+  "connectTimeout",
+  "requestTimeout",
+  "maxAttempts",
+];
 
 function wholeNumber(url: string, name: string, raw: string, min: number): number {
   const n = Number(raw);
@@ -14,7 +23,7 @@ function wholeNumber(url: string, name: string, raw: string, min: number): numbe
 /**
  * Reads the options of a `dynamodb://<table>` URL, with optional parameters `region`, `endpoint` (an
  * `http://` or `https://` URL, percent-encoded or not), `create` (`true` | `false`), `concurrency`,
- * `pageSize`, `connectTimeout` (ms) and `maxAttempts`. Credentials never come from the URL: the AWS SDK's
+ * `pageSize`, `connectTimeout` and `requestTimeout` (ms), and `maxAttempts`. Credentials never come from the URL: the AWS SDK's
  * standard chain finds them (environment, profile, container or instance role).
  */
 export function parseDynamodbUrl(url: string): DynamodbEngineOptions {
@@ -80,6 +89,7 @@ export function parseDynamodbUrl(url: string): DynamodbEngineOptions {
       case "concurrency":
       case "pageSize":
       case "connectTimeout":
+      case "requestTimeout":
       case "maxAttempts":
         options[name] = wholeNumber(shown, name, value, 1);
         break;

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { type AddressInfo, createServer, type Socket } from "node:net";
 import {
   CreateTableCommand,
   DescribeTableCommand,
@@ -54,18 +55,19 @@ describe("dynamodb URL", () => {
   it("reads the table and parameters", () => {
     expect(
       parseDynamodbUrl(
-        "dynamodb://my.Table_1?region=eu-west-1&endpoint=http%3A%2F%2F127.0.0.1%3A8000&create=false&concurrency=4&pageSize=50&connectTimeout=700&maxAttempts=2",
+        "dynamodb://my.Table_1?region=eu-west-1&endpoint=http%3A%2F%2F127.0.0.1%3A8000&create=false&concurrency=4&pageSize=50&connectTimeout=700&requestTimeout=900&maxAttempts=2",
       ),
     ).toEqual({
       table: "my.Table_1",
       location:
-        "dynamodb://my.Table_1?region=eu-west-1&endpoint=http%3A%2F%2F127.0.0.1%3A8000&create=false&concurrency=4&pageSize=50&connectTimeout=700&maxAttempts=2",
+        "dynamodb://my.Table_1?region=eu-west-1&endpoint=http%3A%2F%2F127.0.0.1%3A8000&create=false&concurrency=4&pageSize=50&connectTimeout=700&requestTimeout=900&maxAttempts=2",
       region: "eu-west-1",
       endpoint: "http://127.0.0.1:8000",
       create: false,
       concurrency: 4,
       pageSize: 50,
       connectTimeout: 700,
+      requestTimeout: 900,
       maxAttempts: 2,
     });
     expect(parseDynamodbUrl("dynamodb://cairn-meta/")).toEqual({
@@ -198,6 +200,28 @@ describe("dynamodb faults", () => {
       await engine.close();
     } finally {
       await server.stop();
+    }
+  });
+
+  it("fails with UNAVAILABLE within seconds when the server accepts connections but never answers", async () => {
+    const sockets = new Set<Socket>();
+    const silent = createServer((socket) => {
+      sockets.add(socket);
+      socket.on("error", () => {});
+    });
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = silent.address() as AddressInfo;
+      const url = `dynamodb://cairn-hung?endpoint=http://127.0.0.1:${port}&region=us-east-1&requestTimeout=300&maxAttempts=2`;
+      const started = Date.now();
+      const error = await expectCode(factory.open(url), "UNAVAILABLE");
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(error.message).toContain(url);
+      expect(error.message).toMatch(/did not answer in time/);
+      expect(error.message.split("\n")).toHaveLength(1);
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
     }
   });
 
