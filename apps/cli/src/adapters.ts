@@ -9,5 +9,10 @@ import { Registry } from "@cairn/core";
 export function createRegistry(): Registry {
   return new Registry()
     .addEngine(["sqlite"], async () => (await import("@cairn/engine-sqlite")).factory)
-    .addStore(["file"], async () => (await import("@cairn/store-fs")).factory);
+    .addEngine(["redis", "rediss"], async () => (await import("@cairn/engine-redis")).factory)
+    .addEngine(["mysql"], async () => (await import("@cairn/engine-mysql")).factory)
+    .addEngine(["dynamodb"], async () => (await import("@cairn/engine-dynamodb")).factory)
+    .addStore(["file"], async () => (await import("@cairn/store-fs")).factory)
+    .addStore(["s3"], async () => (await import("@cairn/store-s3")).factory)
+    .addStore(["azure", "https"], async () => (await import("@cairn/store-azure")).factory);
 }

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import type { Registry, Repository } from "@cairn/core";
 import { Command, Option } from "commander";
 import { registerBackupMetaCommands } from "./backup-meta-commands.js";
+import { registerBackupRestoreCommands } from "./backup-restore-commands.js";
 import { registerBranchCommands } from "./branch-commands.js";
 import { registerDumpCommands } from "./dump-commands.js";
 import { registerFsCommands } from "./fs-commands.js";
@@ -131,6 +132,7 @@ Examples:
   registerTagCommands(program, app);
   registerDumpCommands(program, app);
   registerRefsCommands(program, app);
+  registerBackupRestoreCommands(program, app);
   registerBackupMetaCommands(program, app);
   registerTour(program, app);
 

@@ -70,3 +70,27 @@ export async function startCounter(out: Output, verb: string): Promise<Counter> 
     },
   };
 }
+
+/** One line of status on stderr, rewritten in place, when it is a terminal; nothing otherwise. */
+export interface StatusLine {
+  update(text: string): void;
+  stop(): void;
+}
+
+export function startStatus(out: Output, everyMs = 200): StatusLine {
+  if (!out.interactive) return { update() {}, stop() {} };
+  let last = 0;
+  let shown = false;
+  return {
+    update(text) {
+      const now = Date.now();
+      if (now - last < everyMs) return;
+      last = now;
+      shown = true;
+      out.io.stderr.write(`\r\x1b[2K${text}`);
+    },
+    stop() {
+      if (shown) out.io.stderr.write("\r\x1b[2K");
+    },
+  };
+}

@@ -182,3 +182,28 @@ export async function startAzurite(): Promise<TestServer & { endpoint: string; c
   const connectionString = `DefaultEndpointsProtocol=http;AccountName=${AZURITE_ACCOUNT.name};AccountKey=${AZURITE_ACCOUNT.key};BlobEndpoint=${endpoint};`;
   return { ...server, endpoint, connectionString };
 }
+
+/** Creates a bucket on an S3 endpoint (s3rver) with the emulator's credentials. */
+export async function createBucket(endpoint: string, bucket: string): Promise<void> {
+  const { S3Client, CreateBucketCommand } = await import("@aws-sdk/client-s3");
+  const client = new S3Client({
+    endpoint,
+    region: "us-east-1",
+    forcePathStyle: true,
+    // A copy: the SDK marks the object it is given, and this one is frozen.
+    credentials: { ...EMULATOR_CREDENTIALS },
+  });
+  try {
+    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  } finally {
+    client.destroy();
+  }
+}
+
+/** Creates a container on the Blob service of a connection string (Azurite). */
+export async function createContainer(connectionString: string, container: string): Promise<void> {
+  const { BlobServiceClient } = await import("@azure/storage-blob");
+  await BlobServiceClient.fromConnectionString(connectionString)
+    .getContainerClient(container)
+    .createIfNotExists();
+}

@@ -63,9 +63,16 @@ export async function copyVerified(
     throw error;
   }
   const check = verifying(expected, `${what} (${source.url.replace(/\/$/, "")}/${sourceKey})`);
+  // A mismatch reaches `put` through the stream it reads, which makes the put fail and leave nothing; this
+  // listener only keeps the error from also being reported as unhandled.
+  check.on("error", () => {});
   reader.body.on("error", (error) => check.destroy(error));
   reader.body.pipe(check);
-  await target.put(targetKey, check, { size: expected.size });
+  try {
+    await target.put(targetKey, check, { size: expected.size });
+  } finally {
+    reader.body.destroy();
+  }
 }
 
 /**

@@ -1,0 +1,305 @@
+import { spawn, spawnSync } from "node:child_process";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { createBucket, createContainer, EMULATOR_CREDENTIALS, startS3rver } from "@cairn/testkit/servers";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { BIN, EXIT, expectOneLineError, setupCli } from "./helpers.js";
+
+const cli = setupCli();
+const s3 = inject("s3Endpoint");
+const azure = inject("azureConnectionString");
+const run = `t${Date.now().toString(36)}`;
+const bucket = `backups-${run}`;
+const container = `backups-${run}`;
+const redisPrefix = `cairn-cli-${run}:`;
+const redisUrl = `${process.env.REDIS_URL ?? "redis://127.0.0.1:6379"}?prefix=${redisPrefix}`;
+const file = (name: string) => pathToFileURL(join(cli.dir, name)).href;
+const sqlite = (name: string) => `sqlite://${join(cli.dir, name)}`;
+const s3Url = (prefix: string, endpoint = s3) => `s3://${bucket}/${prefix}?endpoint=${endpoint}`;
+const azureUrl = (prefix: string) => `azure://${container}/${prefix}`;
+
+/** Runs the CLI against another metadata engine than the test file's own. */
+const on = (meta: string) => ({
+  ok: async (args: string[]) => {
+    const r = await cli([...args, "--meta", meta], { meta: false });
+    if (r.status !== 0)
+      throw new Error(`cairn ${args.join(" ")} --meta ${meta} exited ${r.status}:\n${r.stderr}`);
+    return r.stdout;
+  },
+  json: async <T>(args: string[]) =>
+    (await on(meta).ok([...args, "--json"]))
+      .split("\n")
+      .filter((l) => l !== "")
+      .map((l) => JSON.parse(l) as T),
+  run: (args: string[]) => cli([...args, "--meta", meta], { meta: false }),
+});
+
+/** What a user sees of a repository: branches, tags, each branch's log and listing, and the bytes of a file. */
+async function view(meta: string, repo: string): Promise<unknown> {
+  const c = on(meta);
+  const branches = await c.json<{ name: string; commitId: string }>(["branch", "list", `cairn://${repo}`]);
+  const tags = await c.json<{ name: string; commitId: string }>(["tag", "list", `cairn://${repo}`]);
+  const perBranch: Record<string, unknown> = {};
+  for (const b of branches) {
+    perBranch[b.name] = {
+      log: (await c.json<{ id: string }>(["log", `cairn://${repo}/${b.name}`, "--all-parents"])).map(
+        (x) => x.id,
+      ),
+      files: (
+        await c.json<{ path: string; sha256: string; size: number }>([
+          "fs",
+          "ls",
+          `cairn://${repo}/${b.name}/`,
+          "--recursive",
+        ])
+      ).map((e) => `${e.path} ${e.sha256} ${e.size}`),
+    };
+  }
+  const bytes = await c.ok(["fs", "cat", `cairn://${repo}/main/docs/b.txt`]);
+  return { branches: branches.map((b) => `${b.name} ${b.commitId}`), tags, perBranch, bytes };
+}
+
+async function put(text: string, dest: string) {
+  const local = join(cli.dir, "upload.tmp");
+  writeFileSync(local, text);
+  await cli.ok(["fs", "upload", local, dest]);
+}
+
+let original: unknown;
+
+beforeAll(async () => {
+  Object.assign(process.env, {
+    AWS_ACCESS_KEY_ID: EMULATOR_CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: EMULATOR_CREDENTIALS.secretAccessKey,
+    AWS_REGION: "us-east-1",
+    AZURE_STORAGE_CONNECTION_STRING: azure,
+  });
+  await createBucket(s3, bucket);
+  await createContainer(azure, container);
+  await cli.ok(["repo", "create", "cairn://origin"]);
+  await put("one\n", "cairn://origin/main/a.txt");
+  await cli.ok(["commit", "cairn://origin/main", "-m", "one"]);
+  await cli.ok(["branch", "create", "cairn://origin/dev", "--source", "main"]);
+  await put("two ✓\n", "cairn://origin/dev/docs/b.txt");
+  for (let i = 0; i < 8; i++) await put(`file ${i}\n`.repeat(i + 1), `cairn://origin/dev/many/${i}.txt`);
+  await cli.ok(["commit", "cairn://origin/dev", "-m", "two"]);
+  await cli.ok(["tag", "create", "cairn://origin/v1", "dev"]);
+  await cli.ok(["merge", "cairn://origin/dev", "cairn://origin/main"]);
+  original = await view(cli.meta, "origin");
+}, 120_000);
+
+afterAll(() => {
+  // The Redis keys of this run, under its own prefix.
+  const keys = spawnSync("redis-cli", ["--scan", "--pattern", `${redisPrefix}*`], { encoding: "utf8" });
+  const list = keys.stdout.split("\n").filter(Boolean);
+  if (list.length > 0) spawnSync("redis-cli", ["del", ...list]);
+});
+
+describe("backup and restore", () => {
+  it("disaster recovery: the same repository back on a new engine and a new folder, identical", {
+    timeout: 120_000,
+  }, async () => {
+    await put("uncommitted\n", "cairn://origin/dev/wip.txt");
+    const backup = await cli(["backup", "cairn://origin", "--to", file("backup")]);
+    expect(backup.status, backup.stderr).toBe(0);
+    expect(backup.stderr).toContain("branch dev has uncommitted changes");
+    expect(backup.stdout).toMatch(/^Snapshot \d{8}T\d{6}Z-[0-9a-f]{8} of origin: /);
+    await cli.ok(["branch", "reset", "cairn://origin/dev"]);
+    const meta = sqlite("recovered.db");
+    const restored = await on(meta).run([
+      "restore",
+      file("backup"),
+      "--to",
+      "cairn://origin",
+      "--namespace",
+      file("ns-recovered"),
+    ]);
+    expect(restored.status, restored.stderr).toBe(0);
+    expect(await view(meta, "origin")).toEqual(original);
+  });
+
+  it("an unchanged repository's second backup copies nothing", async () => {
+    const [snapshot] = await cli.json<{ copied: number; skipped: number; counts: { objects: number } }>([
+      "backup",
+      "cairn://origin",
+      "--to",
+      file("backup"),
+    ]);
+    expect(snapshot!.copied).toBe(0);
+    expect(snapshot!.skipped).toBe(snapshot!.counts.objects);
+  });
+
+  it("migration: from SQLite and a folder, through S3, to Redis and Azure Blob", {
+    timeout: 180_000,
+  }, async () => {
+    await cli.ok(["backup", "cairn://origin", "--to", s3Url("cairn")]);
+    const restored = await on(redisUrl).run([
+      "restore",
+      s3Url("cairn"),
+      "--to",
+      "cairn://origin",
+      "--namespace",
+      azureUrl("origin"),
+    ]);
+    expect(restored.status, restored.stderr).toBe(0);
+    expect(await view(redisUrl, "origin")).toEqual(original);
+    // It works there: commit, diff.
+    await on(redisUrl).ok(["fs", "rm", "cairn://origin/main/a.txt"]);
+    await on(redisUrl).ok(["commit", "cairn://origin/main", "-m", "after migration"]);
+  });
+
+  it("clone: a copy beside the original, from a backup on Azure Blob", { timeout: 120_000 }, async () => {
+    await cli.ok(["backup", "cairn://origin", "--to", azureUrl("backup")]);
+    await cli.ok(["restore", azureUrl("backup"), "--to", "cairn://copy", "--namespace", file("ns-copy")]);
+    expect(await view(cli.meta, "copy")).toEqual(original);
+    expect(await view(cli.meta, "origin")).toEqual(original);
+  });
+
+  it("refuses to restore over a repository that holds data, changing nothing", async () => {
+    const error = await cli.fails(
+      ["restore", file("backup"), "--to", "cairn://origin", "--namespace", file("ns-other")],
+      EXIT.PRECONDITION_FAILED,
+    );
+    expect(error).toContain('Repository "origin" already exists and holds data');
+    expect(await view(cli.meta, "origin")).toEqual(original);
+  });
+
+  it("names a snapshot that does not exist, and a location that holds no backup", async () => {
+    const meta = sqlite("missing.db");
+    const r = await on(meta).run([
+      "restore",
+      file("backup"),
+      "--to",
+      "cairn://x",
+      "--snapshot",
+      "20200101T000000Z-00000000",
+    ]);
+    expectOneLineError(r, EXIT.NOT_FOUND);
+    expect(r.stderr).toContain("has no snapshot 20200101T000000Z-00000000");
+    const empty = await on(meta).run(["restore", file("nothing-here"), "--to", "cairn://x"]);
+    expectOneLineError(empty, EXIT.NOT_FOUND);
+    expect(empty.stderr).toContain("holds no cairn backup");
+    expect(await on(meta).ok(["repo", "list"])).toBe("");
+  });
+
+  it("refuses a corrupted object and names a missing one, leaving the restored repository unusable", async () => {
+    await cli.ok(["backup", "cairn://origin", "--to", file("damaged")]);
+    const objects = listFiles(join(cli.dir, "damaged", "objects"));
+    const victim = objects.find((f) => readFileSync(f, "utf8").startsWith("file 7"))!;
+    writeFileSync(victim, readFileSync(victim, "utf8").replace("file 7", "file 8"));
+    const meta = sqlite("damaged.db");
+    const r = await on(meta).run([
+      "restore",
+      file("damaged"),
+      "--to",
+      "cairn://origin",
+      "--namespace",
+      file("ns-d"),
+    ]);
+    expectOneLineError(r, 8);
+    expect(r.stderr).toContain(victim.split("/").at(-1)!);
+    expect(r.stderr).toContain("does not match its digest");
+    rmSync(victim);
+    const again = await on(meta).run([
+      "restore",
+      file("damaged"),
+      "--to",
+      "cairn://origin",
+      "--namespace",
+      file("ns-d"),
+    ]);
+    expectOneLineError(again, 8);
+    expect(again.stderr).toContain("is missing");
+    const branches = await on(meta).run(["branch", "list", "cairn://origin"]);
+    expect(branches.stdout).toBe("");
+  });
+
+  it("completes after kill -9 without copying twice", { timeout: 180_000 }, async () => {
+    const bulk = join(cli.dir, "bulk");
+    mkdirSync(bulk);
+    for (let i = 0; i < 300; i++) writeFileSync(join(bulk, `${i}.txt`), `bulk ${i}\n`.repeat(200));
+    await cli.ok(["fs", "upload", "--recursive", bulk, "cairn://origin/main/bulk/"]);
+    await cli.ok(["commit", "cairn://origin/main", "-m", "bulk"]);
+    const target = join(cli.dir, "killed");
+    const child = spawn(
+      process.execPath,
+      [BIN, "backup", "cairn://origin", "--to", file("killed"), "--parallel", "1", "--meta", cli.meta],
+      {
+        cwd: cli.dir,
+        stdio: "ignore",
+      },
+    );
+    await new Promise<void>((resolve) => {
+      const poll = setInterval(() => {
+        if (countFiles(join(target, "objects")) >= 60) {
+          clearInterval(poll);
+          resolve();
+        }
+      }, 20);
+    });
+    child.kill("SIGKILL");
+    await new Promise((r) => child.once("close", r));
+    const before = countFiles(join(target, "objects"));
+    expect(readdirSafe(join(target, "snapshots")).filter((f) => f.endsWith(".json"))).toEqual([]);
+    const [snapshot] = await cli.json<{ copied: number; skipped: number; counts: { objects: number } }>([
+      "backup",
+      "cairn://origin",
+      "--to",
+      file("killed"),
+    ]);
+    expect(snapshot!.skipped).toBeGreaterThanOrEqual(before);
+    expect(snapshot!.copied + snapshot!.skipped).toBe(snapshot!.counts.objects);
+    expect(countFiles(join(target, "objects"))).toBe(snapshot!.counts.objects);
+  });
+
+  it("fails clearly when the target store goes away, and a rerun completes", async () => {
+    const server = await startS3rver();
+    try {
+      await createBucket(server.endpoint, bucket);
+      const url = s3Url("flaky", server.endpoint);
+      await server.stop();
+      const r = await cli(["backup", "cairn://origin", "--to", `${url}&maxAttempts=1&connectTimeout=2`]);
+      expectOneLineError(r, 10);
+      expect(r.stderr).toContain(`s3://${bucket}/flaky`);
+    } finally {
+      await server.stop();
+    }
+    const ok = await cli(["backup", "cairn://origin", "--to", s3Url("flaky")]);
+    expect(ok.status, ok.stderr).toBe(0);
+  });
+
+  it("refuses bad options and a location that holds something else", async () => {
+    writeFileSync(join(cli.dir, "not-a-backup.txt"), "x");
+    await cli.fails(
+      ["backup", "cairn://origin", "--to", file("backup"), "--parallel", "0"],
+      EXIT.INVALID_ARGUMENT,
+    );
+    const mkdir = join(cli.dir, "other");
+    spawnSync("mkdir", ["-p", mkdir]);
+    writeFileSync(join(mkdir, "photo.jpg"), "x");
+    const error = await cli.fails(["backup", "cairn://origin", "--to", file("other")], EXIT.INVALID_ARGUMENT);
+    expect(error).toContain("is not empty");
+    await cli.fails(["backup", "cairn://nope", "--to", file("backup")], EXIT.NOT_FOUND);
+  });
+});
+
+function listFiles(dir: string): string[] {
+  return readdirSafe(dir, true).map((f) => join(dir, f));
+}
+
+function readdirSafe(dir: string, recursive = false): string[] {
+  try {
+    return (readdirSync(dir, { recursive, withFileTypes: true }) as import("node:fs").Dirent[])
+      .filter((e) => e.isFile())
+      .map((e) =>
+        join(e.parentPath ?? (e as unknown as { path: string }).path, e.name).slice(dir.length + 1),
+      );
+  } catch {
+    return [];
+  }
+}
+
+function countFiles(dir: string): number {
+  return readdirSafe(dir, true).length;
+}
