@@ -262,7 +262,7 @@ describe("cairn backup-meta run (long-running)", () => {
     const b = start(["backup-meta", "run", "--to", url, "--every", "1s"]);
     await Promise.all([a.waitFor(/every 1s/), b.waitFor(/every 1s/)]);
     const began = Date.now();
-    await new Promise((r) => setTimeout(r, 4000));
+    await new Promise((r) => setTimeout(r, 3000));
     a.child.kill("SIGTERM");
     b.child.kill("SIGTERM");
     expect(await a.exited, a.stderr()).toBe(0);
@@ -300,7 +300,7 @@ describe("cairn backup-meta run (long-running)", () => {
   });
 
   it("stops on Ctrl-C in the middle of a dump: status 130, no dump, no temporary file, lease released", async () => {
-    // An engine big enough that its dump takes a while: 120,000 records, loaded from a generated dump.
+    // An engine big enough that its dump takes a while: 60,000 records, loaded from a generated dump.
     const source = join(cli.dir, "big.json");
     const writer = writeDump({
       output: createWriteStream(source),
@@ -308,7 +308,7 @@ describe("cairn backup-meta run (long-running)", () => {
       source: { engine: "test" },
       tool: { name: "test", version: "1" },
     });
-    for (let i = 0; i < 120_000; i++) {
+    for (let i = 0; i < 60_000; i++) {
       await writer.write({
         type: "engine-record",
         partition: "data",
@@ -323,7 +323,7 @@ describe("cairn backup-meta run (long-running)", () => {
     const { dir, url } = newTarget();
     const p = start(["backup-meta", "run", "--to", url, "--every", "1h"], meta);
     await p.waitFor(/every 1h/);
-    await new Promise((r) => setTimeout(r, 200));
+    await new Promise((r) => setTimeout(r, 50));
     p.child.kill("SIGINT");
     expect(await p.exited, p.stderr()).toBe(INTERRUPTED);
     expect(p.stderr()).not.toMatch(/dumped/);
