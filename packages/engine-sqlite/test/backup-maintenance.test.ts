@@ -194,8 +194,17 @@ describe("pruneBackups", () => {
     const only = await pruneBackups(w.backup, { last: 1 }, { repository: "docs" });
     expect(only.remove.map((s) => s.id)).toEqual([d1.id]);
     expect(only.keep.find((k) => k.snapshot.id === p1.id)?.reasons).toEqual(["other repository"]);
-    expect((await listSnapshots(w.backup)).map((s) => s.id)).toEqual([p1.id, p2.id, d2.id, p3.id]);
+    const remaining = await listSnapshots(w.backup);
+    expect(remaining.map((s) => s.id)).toEqual([p1.id, p2.id, d2.id, p3.id]);
     expect((await verify(w)).problems).toEqual([]);
+    // What is left under objects/ is exactly the union of the remaining inventories.
+    const union = new Set<string>();
+    for (const s of remaining) {
+      const inventory = gunzipSync(await readFile(join(w.dir, s.inventory.path)));
+      for await (const r of readDump([inventory], { schemas: INVENTORY_SCHEMAS }))
+        union.add(objectKey(r.sha256 as string));
+    }
+    expect((await files(w.dir)).filter((f) => f.startsWith("objects/"))).toEqual([...union].sort());
   });
 
   it("changes nothing in a dry run, and says what it would delete", async () => {

@@ -102,6 +102,7 @@ export async function pruneBackups(
   // Our own lock first, then the others': a backup that starts now sees ours, or we see its.
   const own = dryRun ? undefined : await holdLock(store, "prune", now);
   const dir = await mkdtemp(join(tmpdir(), "cairn-prune-"));
+  const deletes = new Bounded(parallel);
   try {
     const { stale } = await checkLocks(store, now, own?.lock.id);
 
@@ -117,13 +118,13 @@ export async function pruneBackups(
     const removed = new Set(decision.remove.map((s) => s.id));
 
     // The union of the remaining inventories, read and checked before anything is deleted.
-    const keep = new SortedDigests();
+    const keep = new DigestUnion();
     const remaining = snapshots.filter((s) => !removed.has(s.id));
     let read = 0;
     for (const snapshot of remaining) {
-      const batch = new DigestBatch();
       try {
-        for await (const object of readInventory(store, snapshot, dir)) batch.add(object.sha256);
+        for await (const object of readInventory(store, snapshot, dir)) keep.add(object.sha256);
+        keep.flush();
       } catch (error) {
         const e = asCairnError(error);
         if (!isCairnError(e) || (e.code !== "CORRUPT" && e.code !== "UNSUPPORTED")) throw e;
@@ -132,7 +133,6 @@ export async function pruneBackups(
           { cause: e },
         );
       }
-      keep.merge(batch);
       options.onProgress?.({ phase: "inventories", done: ++read, total: remaining.length });
     }
 
@@ -145,8 +145,7 @@ export async function pruneBackups(
       objects: { deleted: 0, bytes: 0, kept: 0 },
       staleLocks: stale,
     };
-    const deletes = new Bounded(parallel);
-    const del = (key: string) => (dryRun ? Promise.resolve() : deletes.run(() => store.delete(key)));
+    const del = (key: string) => (dryRun ? Promise.resolve() : deletes.run(() => deleteKey(store, key)));
 
     // 1. Records first: from here on the removed snapshots are no longer listed.
     for (const snapshot of decision.remove) await del(snapshotRecordKey(snapshot.id));
@@ -190,6 +189,8 @@ export async function pruneBackups(
     options.onProgress?.({ phase: "objects", done: seen });
     return result;
   } catch (error) {
+    // Deletions under way finish before the lock goes.
+    await deletes.settle();
     throw asCairnError(error);
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -493,18 +494,22 @@ export async function verifyBackup(store: ObjectStore, options: VerifyOptions = 
     const chosen = chooseObjects(listing, owner, badSize, options.readData, options.randomInt ?? randomInt);
     const reads = new Bounded(parallel);
     let done = 0;
-    for (const i of chosen) {
-      await reads.run(async () => {
-        const sha256 = listing.digestAt(i);
-        const snapshot = snapshots[owner[i]! - 1]!.id;
-        const problem = await rehash(store, sha256, listing.sizeAt(i), snapshot);
-        if (problem) report(problem);
-        readObjects++;
-        readBytes += listing.sizeAt(i);
-        options.onProgress?.({ phase: "data", done: ++done, total: chosen.length, bytes: readBytes });
-      });
+    try {
+      for (const i of chosen) {
+        await reads.run(async () => {
+          const sha256 = listing.digestAt(i);
+          const snapshot = snapshots[owner[i]! - 1]!.id;
+          const problem = await rehash(store, sha256, listing.sizeAt(i), snapshot);
+          if (problem) report(problem);
+          readObjects++;
+          readBytes += listing.sizeAt(i);
+          options.onProgress?.({ phase: "data", done: ++done, total: chosen.length, bytes: readBytes });
+        });
+      }
+      await reads.drain();
+    } finally {
+      await reads.settle();
     }
-    await reads.drain();
   }
 
   let unreferenced: number | undefined;
@@ -647,164 +652,217 @@ async function rehash(
   };
 }
 
+/**
+ * Deletes `key`; one that is already gone is what was wanted. (A store may report a key whose folder a
+ * concurrent delete just removed as `NOT_FOUND`, although deleting an absent key is no error by contract.)
+ */
+async function deleteKey(store: ObjectStore, key: string): Promise<void> {
+  try {
+    await store.delete(key);
+  } catch (error) {
+    if (!hasCode(error, "NOT_FOUND")) throw error;
+  }
+}
+
 const messageOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
 // ---------------------------------------------------------------------------------------------------------
-// Compact digest sets: 32 bytes an object, so millions of objects take tens of MB, not hundreds.
+// Compact digest sets: 32 bytes an object (and 4 for a copy of its first 32 bits, so that searches compare
+// numbers, not buffers), so millions of objects take tens of MB, not hundreds.
 // ---------------------------------------------------------------------------------------------------------
 
-/** Digests gathered in any order (one inventory's), 32 bytes each. */
-class DigestBatch {
-  buffer = Buffer.allocUnsafe(32 * 1024);
-  count = 0;
+const headOf = (sha256: string): number => Number.parseInt(sha256.slice(0, 8), 16);
 
-  add(sha256: string): void {
-    if ((this.count + 1) * 32 > this.buffer.length) {
-      const grown = Buffer.allocUnsafe(this.buffer.length * 2);
-      this.buffer.copy(grown, 0, 0, this.count * 32);
-      this.buffer = grown;
-    }
-    this.buffer.write(sha256, this.count * 32, 32, "hex");
-    this.count++;
-  }
-}
-
-/** A set of digests kept as one sorted, duplicate-free buffer; batches are merged in. */
+/** `count` digests in order, 32 bytes each in `bytes`, with their first 32 bits in `heads`. */
 class SortedDigests {
-  #sorted = Buffer.alloc(0);
-  #count = 0;
+  readonly bytes: Buffer;
+  readonly heads: Uint32Array;
+  readonly count: number;
+  readonly #needle = Buffer.alloc(32);
 
-  get size(): number {
-    return this.#count;
+  constructor(bytes: Buffer, heads: Uint32Array, count: number) {
+    this.bytes = bytes;
+    this.heads = heads;
+    this.count = count;
   }
 
-  merge(batch: DigestBatch): void {
-    const b = sortDigests(batch.buffer, batch.count);
-    const out = Buffer.allocUnsafe((this.#count + batch.count) * 32);
-    let i = 0;
-    let j = 0;
-    let n = 0;
-    const push = (from: Buffer, at: number) => {
-      // Inventories list each object once, but nothing is lost by making sure.
-      if (n > 0 && from.compare(out, (n - 1) * 32, n * 32, at * 32, at * 32 + 32) === 0) return;
-      from.copy(out, n * 32, at * 32, at * 32 + 32);
-      n++;
-    };
-    while (i < this.#count || j < batch.count) {
-      if (
-        j >= batch.count ||
-        (i < this.#count && this.#sorted.compare(b, j * 32, j * 32 + 32, i * 32, i * 32 + 32) <= 0)
-      ) {
-        push(this.#sorted, i++);
-      } else {
-        push(b, j++);
-      }
+  /**
+   * Sorts `count` digests of `buffer` (any order); `order[k]` is where the k-th smallest was in `buffer`. An
+   * index sort on the first 32 bits, the rest of the digest breaking the rare ties.
+   */
+  static sort(buffer: Buffer, count: number): { sorted: SortedDigests; order: Uint32Array } {
+    const head = new Uint32Array(count);
+    const order = new Uint32Array(count);
+    for (let i = 0; i < count; i++) {
+      head[i] = buffer.readUInt32BE(i * 32);
+      order[i] = i;
     }
-    this.#sorted = out.subarray(0, n * 32);
-    this.#count = n;
+    order.sort(
+      (a, b) => head[a]! - head[b]! || buffer.compare(buffer, b * 32, b * 32 + 32, a * 32, a * 32 + 32),
+    );
+    const bytes = Buffer.allocUnsafe(count * 32);
+    const heads = new Uint32Array(count);
+    for (let k = 0; k < count; k++) {
+      buffer.copy(bytes, k * 32, order[k]! * 32, order[k]! * 32 + 32);
+      heads[k] = head[order[k]!]!;
+    }
+    return { sorted: new SortedDigests(bytes, heads, count), order };
   }
 
-  has(sha256: string): boolean {
-    return findDigest(this.#sorted, this.#count, Buffer.from(sha256, "hex")) >= 0;
+  /** Whether the digests are in strictly increasing order. */
+  isSorted(): boolean {
+    for (let k = 1; k < this.count; k++) {
+      const h = this.heads[k - 1]!;
+      if (h > this.heads[k]!) return false;
+      if (
+        h === this.heads[k]! &&
+        this.bytes.compare(this.bytes, k * 32, k * 32 + 32, (k - 1) * 32, k * 32) >= 0
+      )
+        return false;
+    }
+    return true;
   }
-}
 
-/** Index of `needle` in `sorted` (`count` 32-byte digests), or -1. */
-function findDigest(sorted: Buffer, count: number, needle: Buffer): number {
-  let lo = 0;
-  let hi = count - 1;
-  while (lo <= hi) {
-    const mid = (lo + hi) >>> 1;
-    const c = sorted.compare(needle, 0, 32, mid * 32, mid * 32 + 32);
-    if (c === 0) return mid;
-    if (c > 0) hi = mid - 1;
-    else lo = mid + 1;
+  /** The index of `sha256`, or -1. */
+  indexOf(sha256: string): number {
+    const head = headOf(sha256);
+    let lo = 0;
+    let hi = this.count;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.heads[mid]! < head) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo >= this.count || this.heads[lo] !== head) return -1;
+    this.#needle.write(sha256, 0, 32, "hex");
+    for (let k = lo; k < this.count && this.heads[k] === head; k++) {
+      if (this.bytes.compare(this.#needle, 0, 32, k * 32, k * 32 + 32) === 0) return k;
+    }
+    return -1;
   }
-  return -1;
+
+  /** The first index from `from` on whose digest is not below digest `j` of `other`. */
+  lowerBound(other: SortedDigests, j: number, from: number): number {
+    const head = other.heads[j]!;
+    let lo = from;
+    let hi = this.count;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const h = this.heads[mid]!;
+      const below =
+        h < head ||
+        (h === head && this.bytes.compare(other.bytes, j * 32, j * 32 + 32, mid * 32, mid * 32 + 32) < 0);
+      if (below) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  digestAt(k: number): string {
+    return this.bytes.toString("hex", k * 32, k * 32 + 32);
+  }
 }
 
 /**
- * Sorts `count` 32-byte digests: bucketed by their first two bytes (digests are uniform, so buckets hold a
- * handful each), then each bucket sorted on its own.
+ * A set of digests kept sorted. Snapshots of a repository share most of their objects, so each inventory
+ * adds few new digests: they wait in a small `Set` and are merged in by the tens of thousands, at the cost of
+ * a binary search per new digest and one copy per run of old ones — never a pass over every digest per
+ * snapshot.
  */
-function sortDigests(buffer: Buffer, count: number): Buffer {
-  const starts = new Uint32Array(65537);
-  for (let i = 0; i < count; i++) starts[buffer.readUInt16BE(i * 32) + 1]!++;
-  for (let b = 1; b <= 65536; b++) starts[b]! += starts[b - 1]!;
-  const next = starts.slice(0, 65536);
-  const out = Buffer.allocUnsafe(count * 32);
-  for (let i = 0; i < count; i++) {
-    const b = buffer.readUInt16BE(i * 32);
-    buffer.copy(out, next[b]!++ * 32, i * 32, i * 32 + 32);
+class DigestUnion {
+  #sorted = new SortedDigests(Buffer.alloc(0), new Uint32Array(0), 0);
+  readonly #pending = new Set<string>();
+
+  add(sha256: string): void {
+    if (this.has(sha256)) return;
+    this.#pending.add(sha256);
+    if (this.#pending.size >= 1 << 16) this.flush();
   }
-  for (let b = 0; b < 65536; b++) {
-    const from = starts[b]!;
-    const to = starts[b + 1]!;
-    if (to - from < 2) continue;
-    const items: Buffer[] = [];
-    for (let i = from; i < to; i++) items.push(Buffer.from(out.subarray(i * 32, i * 32 + 32)));
-    items.sort(Buffer.compare);
-    for (const [k, item] of items.entries()) item.copy(out, (from + k) * 32);
+
+  has(sha256: string): boolean {
+    return this.#pending.has(sha256) || this.#sorted.indexOf(sha256) >= 0;
   }
-  return out;
+
+  /**
+   * Merges the pending digests (none of which is among the sorted ones) in: at the end of each inventory, so
+   * the `Set` stays small; the cost follows the number of new digests (and one copy of the buffer).
+   */
+  flush(): void {
+    const n = this.#pending.size;
+    if (n === 0) return;
+    const batch = Buffer.allocUnsafe(n * 32);
+    let k = 0;
+    for (const digest of this.#pending) batch.write(digest, k++ * 32, 32, "hex");
+    this.#pending.clear();
+    const b = SortedDigests.sort(batch, n).sorted;
+    const a = this.#sorted;
+    const bytes = Buffer.allocUnsafe((a.count + n) * 32);
+    const heads = new Uint32Array(a.count + n);
+    let i = 0;
+    let at = 0;
+    for (let j = 0; j < n; j++) {
+      const lo = a.lowerBound(b, j, i);
+      a.bytes.copy(bytes, at * 32, i * 32, lo * 32);
+      heads.set(a.heads.subarray(i, lo), at);
+      at += lo - i;
+      i = lo;
+      b.bytes.copy(bytes, at * 32, j * 32, j * 32 + 32);
+      heads[at++] = b.heads[j]!;
+    }
+    a.bytes.copy(bytes, at * 32, i * 32, a.count * 32);
+    heads.set(a.heads.subarray(i, a.count), at);
+    this.#sorted = new SortedDigests(bytes, heads, a.count + n);
+  }
 }
 
 /** One listing of `objects/`: digests in order, with their sizes, found by binary search. */
 class ObjectListing {
-  #digests: Buffer;
-  #sizes: Float64Array;
+  readonly #digests: SortedDigests;
+  readonly #sizes: Float64Array;
   readonly size: number;
 
-  private constructor(digests: Buffer, sizes: Float64Array, size: number) {
+  private constructor(digests: SortedDigests, sizes: Float64Array) {
     this.#digests = digests;
     this.#sizes = sizes;
-    this.size = size;
+    this.size = digests.count;
   }
 
   static async list(store: ObjectStore): Promise<ObjectListing> {
-    let digests = Buffer.allocUnsafe(32 * 4096);
+    let bytes = Buffer.allocUnsafe(32 * 4096);
+    let heads = new Uint32Array(4096);
     let sizes = new Float64Array(4096);
     let count = 0;
-    let ordered = true;
     for await (const info of store.list(OBJECTS_PREFIX)) {
       const digest = objectDigest(info.key);
       if (!digest) continue;
       if (count === sizes.length) {
-        const d = Buffer.allocUnsafe(digests.length * 2);
-        digests.copy(d, 0, 0, count * 32);
-        digests = d;
+        const d = Buffer.allocUnsafe(bytes.length * 2);
+        bytes.copy(d, 0, 0, count * 32);
+        bytes = d;
+        const h = new Uint32Array(heads.length * 2);
+        h.set(heads);
+        heads = h;
         const s = new Float64Array(sizes.length * 2);
         s.set(sizes);
         sizes = s;
       }
-      digests.write(digest, count * 32, 32, "hex");
+      bytes.write(digest, count * 32, 32, "hex");
+      heads[count] = headOf(digest);
       sizes[count] = info.size;
-      if (
-        count > 0 &&
-        digests.compare(digests, (count - 1) * 32, count * 32, count * 32, count * 32 + 32) < 0
-      )
-        ordered = false;
       count++;
     }
-    if (!ordered) {
-      // A store that breaks the listing contract: put the entries in order ourselves.
-      const order = Array.from({ length: count }, (_, i) => i).sort((a, b) =>
-        digests.compare(digests, b * 32, b * 32 + 32, a * 32, a * 32 + 32),
-      );
-      const d = Buffer.allocUnsafe(count * 32);
-      const s = new Float64Array(count);
-      for (const [k, i] of order.entries()) {
-        digests.copy(d, k * 32, i * 32, i * 32 + 32);
-        s[k] = sizes[i]!;
-      }
-      digests = d;
-      sizes = s;
-    }
-    return new ObjectListing(digests, sizes, count);
+    const listed = new SortedDigests(bytes, heads, count);
+    if (listed.isSorted()) return new ObjectListing(listed, sizes);
+    // A store that breaks the listing contract: put the entries in order ourselves.
+    const { sorted, order } = SortedDigests.sort(bytes, count);
+    return new ObjectListing(
+      sorted,
+      Float64Array.from(order, (i) => sizes[i]!),
+    );
   }
 
   indexOf(sha256: string): number {
-    return findDigest(this.#digests, this.size, Buffer.from(sha256, "hex"));
+    return this.#digests.indexOf(sha256);
   }
 
   sizeAt(i: number): number {
@@ -812,12 +870,12 @@ class ObjectListing {
   }
 
   digestAt(i: number): string {
-    return this.#digests.toString("hex", i * 32, i * 32 + 32);
+    return this.#digests.digestAt(i);
   }
 
   /** The first 32 bits of the digest at `i`. */
   prefixAt(i: number): number {
-    return this.#digests.readUInt32BE(i * 32);
+    return this.#digests.heads[i]!;
   }
 }
 
@@ -848,6 +906,11 @@ class Bounded {
   async drain(): Promise<void> {
     await Promise.all(this.#running);
     this.#throwFailure();
+  }
+
+  /** Waits for the tasks under way, whatever their outcome. */
+  async settle(): Promise<void> {
+    await Promise.allSettled(this.#running);
   }
 
   #throwFailure(): void {
