@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import type { Registry, Repository } from "@cairn/core";
 import { Command, Option } from "commander";
+import { registerBackupMaintenanceCommands } from "./backup-commands.js";
 import { registerBackupMetaCommands } from "./backup-meta-commands.js";
 import { registerBackupRestoreCommands } from "./backup-restore-commands.js";
 import { registerBranchCommands } from "./branch-commands.js";
@@ -134,6 +135,7 @@ Examples:
   registerRefsCommands(program, app);
   registerBackupRestoreCommands(program, app);
   registerBackupMetaCommands(program, app);
+  registerBackupMaintenanceCommands(program, app);
   registerTour(program, app);
 
   for (const sub of program.commands) addGlobalOptions(sub);
