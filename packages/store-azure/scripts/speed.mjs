@@ -80,8 +80,14 @@ try {
     }
     const keys = await files(src);
     const container = `speed-${set.size}`;
+    await factory.open(`azure://${container}/cairn`).then((s) => s.containerClient.create());
+    // The same credential as rclone's (a container SAS), unless SPEED_AUTH=key asks for the account key.
+    if (process.env.SPEED_AUTH !== "key") {
+      const sas = new URL(sasUrl(container)).search.slice(1);
+      process.env.AZURE_STORAGE_CONNECTION_STRING = `BlobEndpoint=${azurite.endpoint};SharedAccessSignature=${sas}`;
+    }
     const store = await factory.open(`azure://${container}/cairn${process.env.STORE_PARAMS ?? ""}`);
-    await store.containerClient.create();
+    process.env.AZURE_STORAGE_CONNECTION_STRING = azurite.connectionString;
 
     const up = await time(() =>
       mapLimit(keys, set.limit, async (key) => {
