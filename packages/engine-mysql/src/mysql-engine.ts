@@ -75,9 +75,9 @@ export interface MysqlEngineOptions {
    */
   connectTimeout?: number;
   /**
-   * Most entries `scan` reads per query. Values over 16 KiB are read one by one, so a page holds at most
-   * `pageSize` × (16 KiB + key) bytes: 40 MiB at worst with the default, a few hundred KiB for typical entries.
-   * @default 2000
+   * Most entries `scan` reads per query. Pages start at 500 entries and grow up to this while values stay small:
+   * the values of one page come to at most 16 MiB, a larger value being read on its own.
+   * @default 10000
    */
   pageSize?: number;
   /**
@@ -118,8 +118,13 @@ type Config = Readonly<
 
 const CAPABILITIES: EngineCapabilities = Object.freeze({ atomicBatch: true, consistency: "snapshot" });
 
-/** Values up to this size come back with the page of a scan; larger ones are read one by one. */
-const INLINE_VALUE_BYTES = 16 * 1024;
+/**
+ * Most bytes of values one scan page holds. A page of `n` rows reads values of up to `PAGE_VALUE_BYTES / n`
+ * bytes with the page, larger ones one by one when yielded; the page size adapts to the largest value seen.
+ */
+const PAGE_VALUE_BYTES = 16 * 1024 * 1024;
+/** Rows of the first page of a scan: small enough that values of up to 32 KiB come with it. */
+const FIRST_PAGE_ROWS = 500;
 /** Sets with values up to this size go in multi-row statements; larger ones one by one as binary parameters. */
 const BATCH_VALUE_BYTES = 1024 * 1024;
 /** A batch with at least this many sets is loaded with `LOAD DATA LOCAL INFILE`. */
@@ -149,7 +154,7 @@ interface Lower {
 
 /**
  * A row of a scan page as mysql2 returns it (`rowsAsArray`): the whole key (`head || tail`, one buffer rather
- * than two per row), and the value, or null when it is larger than {@link INLINE_VALUE_BYTES} and is read when
+ * than two per row), and the value, or null when it is larger than the page reads with it and is read when
  * yielded.
  */
 type PageRow = [key: Buffer, value: Buffer | null];
@@ -195,7 +200,7 @@ export async function createMysqlEngine(options: MysqlEngineOptions): Promise<My
     tablePrefix: options.tablePrefix ?? "cairn_",
     poolSize: options.poolSize ?? 4,
     connectTimeout: options.connectTimeout ?? 5000,
-    pageSize: options.pageSize ?? 2000,
+    pageSize: options.pageSize ?? 10_000,
     localInfile: options.localInfile ?? true,
     createDatabase: options.createDatabase ?? true,
     pool: options.pool,
@@ -651,8 +656,17 @@ class MysqlEngineImpl implements MysqlEngine {
       ? { ...splitKey(range.lower), inclusive: range.inclusive }
       : undefined;
     const pageSize = this.#config.pageSize;
+    // Pages double while values stay small, and shrink after a large one, so that a page's values never come to
+    // more than PAGE_VALUE_BYTES while small entries go by in few queries.
+    let largest = 0;
+    let rows = Math.min(pageSize, FIRST_PAGE_ROWS);
+    const nextRows = () => {
+      rows = Math.max(1, Math.min(pageSize, 2 * rows, Math.floor(PAGE_VALUE_BYTES / Math.max(largest, 64))));
+      return rows;
+    };
     const fetch = (from: Lower | undefined, want: number) => {
-      const promise = this.#page(q, p, from, upper, want).catch((error: unknown) => {
+      const inline = Math.floor(PAGE_VALUE_BYTES / want);
+      const promise = this.#page(q, p, from, upper, want, inline).catch((error: unknown) => {
         throw this.#error(error);
       });
       // Read ahead; an abandoned scan must not leave an unhandled rejection behind.
@@ -660,13 +674,14 @@ class MysqlEngineImpl implements MysqlEngine {
       return promise;
     };
 
-    let pending: Promise<Page> | undefined = fetch(lower, Math.min(pageSize, remaining));
+    let pending: Promise<Page> | undefined = fetch(lower, Math.min(rows, remaining));
     while (pending) {
       const page: Page = await pending;
       pending = undefined;
+      for (const row of page.rows) if (row[1] !== null && row[1].length > largest) largest = row[1].length;
       // The next page is asked for before this one is handed out, so the server works while the caller does.
       const left = remaining - page.rows.length;
-      if (page.next && left > 0) pending = fetch(page.next, Math.min(pageSize, left));
+      if (page.next && left > 0) pending = fetch(page.next, Math.min(nextRows(), left));
       for (const row of page.rows) {
         let value = row[1];
         if (value === null) {
@@ -678,11 +693,12 @@ class MysqlEngineImpl implements MysqlEngine {
           }
           // Deleted since the page was read: it was not there for the whole scan.
           if (value === null) continue;
+          largest = Math.max(largest, value.length);
         }
         yield { key: row[0].toString("utf8"), value };
         if (--remaining <= 0) return;
       }
-      if (!pending && page.next) pending = fetch(page.next, Math.min(pageSize, remaining));
+      if (!pending && page.next) pending = fetch(page.next, Math.min(nextRows(), remaining));
     }
   }
 
@@ -697,10 +713,11 @@ class MysqlEngineImpl implements MysqlEngine {
     lower: Lower | undefined,
     upper: StoredKey | undefined,
     want: number,
+    inline: number,
   ): Promise<Page> {
-    if (lower?.group) return this.#groupPage(q, p, lower, upper, want);
+    if (lower?.group) return this.#groupPage(q, p, lower, upper, want, inline);
     const conditions = ["p = ?"];
-    const values: unknown[] = [p];
+    const values: unknown[] = [inline, p];
     if (lower) {
       if (
         lower.tail === null ||
@@ -765,8 +782,9 @@ class MysqlEngineImpl implements MysqlEngine {
     lower: Lower,
     upper: StoredKey | undefined,
     want: number,
+    inline: number,
   ): Promise<Page> {
-    const values: unknown[] = [p, lower.head, lower.tail ?? EMPTY];
+    const values: unknown[] = [inline, p, lower.head, lower.tail ?? EMPTY];
     let sql = `${this.#sql.page} WHERE p = ? AND head = ? AND tail ${lower.inclusive ? ">=" : ">"} ?`;
     if (upper?.head.equals(lower.head)) {
       sql += " AND tail < ?";
@@ -939,7 +957,7 @@ function statements(kv: string, meta: string) {
     onDuplicate: " ON DUPLICATE KEY UPDATE value = VALUES(value)",
     // Hex literals instead of '\t' and '\\', which NO_BACKSLASH_ESCAPES would read differently.
     load: `LOAD DATA LOCAL INFILE 'cairn-batch' REPLACE INTO TABLE ${kv} CHARACTER SET binary FIELDS TERMINATED BY X'09' ESCAPED BY X'5C' LINES TERMINATED BY X'0A' ${columns}`,
-    page: `SELECT CONCAT(head, tail), IF(LENGTH(value) <= ${INLINE_VALUE_BYTES}, value, NULL) FROM ${kv}`,
+    page: `SELECT CONCAT(head, tail), IF(LENGTH(value) <= ?, value, NULL) FROM ${kv}`,
     firstPartition: `SELECT p FROM ${kv} ORDER BY p LIMIT 1`,
     nextPartition: `SELECT p FROM ${kv} WHERE p > ? ORDER BY p LIMIT 1`,
   };

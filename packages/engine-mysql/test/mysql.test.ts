@@ -400,8 +400,9 @@ describe("mysql engine", () => {
   });
 
   it("reads values larger than a scan page holds one by one, skipping those deleted meanwhile", async () => {
-    const engine = await open("pageSize=2");
-    const big = (n: number) => new Uint8Array(200 * 1024).fill(n);
+    // The first page of a scan has 500 rows and reads values of up to 32 KiB with it.
+    const engine = await open();
+    const big = (n: number) => new Uint8Array(40 * 1024).fill(n);
     await engine.writeBatch(
       ["a", "b", "c", "d", "e"].map((key, i) => ({ partition: "p", key, value: big(i) })),
     );
@@ -416,6 +417,19 @@ describe("mysql engine", () => {
     }
     // "b" was read with the first page, but deleted before its value was: it was not there the whole scan.
     expect(seen).toEqual(["a", "c", "c2", "d", "e"]);
+  });
+
+  it("scans small entries in growing pages and still returns large values met late", async () => {
+    const engine = await open();
+    const keys = Array.from({ length: 6000 }, (_, i) => `k${String(i).padStart(5, "0")}`);
+    const big = new Set(["k04000", "k04001", "k05999"]);
+    const value = (key: string) =>
+      big.has(key) ? new Uint8Array(300 * 1024).fill(key.charCodeAt(5)) : utf8(key);
+    await engine.writeBatch(keys.map((key) => ({ partition: "p", key, value: value(key) })));
+    const entries = await collect(engine.scan("p"));
+    expect(entries.map((e) => e.key)).toEqual(keys);
+    for (const entry of entries)
+      expect(Buffer.from(entry.value).equals(Buffer.from(value(entry.key)))).toBe(true);
   });
 
   it("refuses a value larger than the server's max_allowed_packet with INVALID_ARGUMENT", async () => {
