@@ -1,31 +1,12 @@
 import { spawnSync } from "node:child_process";
-import {
-  createReadStream,
-  createWriteStream,
-  existsSync,
-  mkdirSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
-import {
-  Cairn,
-  type Change,
-  commitId,
-  dumpEngine,
-  ENGINE_DUMP_SCHEMAS,
-  ENGINE_DUMP_SECTIONS,
-  type Entry,
-  encodeJson,
-  loadEngine,
-  type Repository,
-} from "@cairn/core";
+import { createReadStream, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type Change, ENGINE_DUMP_SCHEMAS, type Entry, loadEngine, type Repository } from "@cairn/core";
 import { factory as sqlite } from "@cairn/engine-sqlite";
-import { readDump, writeDump } from "@cairn/manifest";
-import { factory as fs } from "@cairn/store-fs";
+import { readDump } from "@cairn/manifest";
 import pLimit from "p-limit";
+import { DATA, dumpFile, dumpTo, engineDb, engineDump, open, pathOf } from "./data.js";
+import { ENGINE_CASES } from "./engine-cases.js";
 
 export interface Result {
   name: string;
@@ -45,29 +26,13 @@ export interface Case {
   setup(): Promise<void>;
   /** The measured work; returns figures without peak RSS, which the child adds. */
   run(): Promise<Omit<Result, "peakRssMb">>;
+  /** Removes what `setup` left outside bench/.data (a server's key prefix, database or table); after the runs. */
+  teardown?(): Promise<void>;
 }
 
-const DATA = join(dirname(fileURLToPath(import.meta.url)), "..", ".data");
 const TREE_SIZE = 1_000_000;
 const SMALL_COUNT = 100_000;
 const BATCH = 500;
-
-async function open(dir: string) {
-  mkdirSync(dir, { recursive: true });
-  const engine = await sqlite.open(`sqlite://${join(dir, "meta.db")}`);
-  const cairn = new Cairn({ engine, openStore: (url) => fs.open(url) });
-  return {
-    cairn,
-    namespace: pathToFileURL(join(dir, "data")).href,
-    close: async () => {
-      await cairn.close();
-      await engine.close();
-    },
-  };
-}
-
-const pathOf = (i: number) =>
-  `dir-${String(Math.floor(i / 1000)).padStart(4, "0")}/file-${String(i).padStart(7, "0")}.bin`;
 
 /** A repository whose `base` tag holds a 1,000,000-entry tree and whose `ten` tag changes 10 paths of it. */
 async function bigTree(): Promise<void> {
@@ -105,75 +70,6 @@ async function onBigTree<T>(fn: (repo: Repository) => Promise<T>): Promise<T> {
     return await fn(await cairn.repository("bench"));
   } finally {
     await close();
-  }
-}
-
-const DUMP_STAGED = 1_000_000;
-const DUMP_COMMITS = 100_000;
-
-/** An engine holding one repository with 100,000 commits and 1,000,000 staged entries (engine records only). */
-async function bigEngine(): Promise<void> {
-  const dir = join(DATA, "engine-1m");
-  if (existsSync(join(dir, "READY"))) return;
-  rmSync(dir, { recursive: true, force: true });
-  const { cairn, namespace, close } = await open(dir);
-  const repo = await cairn.createRepository({ name: "meta", namespace });
-  const seed = await repo.upload("main", "seed.bin", Buffer.from("seed\n"));
-  const root = await repo.getCommit((await repo.getBranch("main")).commitId);
-  const engine = cairn.engine;
-  const partition = (await findPartition(engine))!;
-  let parent = root;
-  const ops: { partition: string; key: string; value: Uint8Array }[] = [];
-  for (let i = 1; i <= DUMP_COMMITS; i++) {
-    const record = {
-      version: 1 as const,
-      parents: [parent.id],
-      metarangeId: root.metarangeId,
-      message: `commit ${i}`,
-      author: "bench",
-      metadata: { i: String(i) },
-      createdAt: new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString(),
-      generation: parent.generation + 1,
-    };
-    const id = commitId(record);
-    ops.push({ partition, key: `commit/${id}`, value: encodeJson(record) });
-    parent = { ...root, id, generation: record.generation };
-    if (ops.length >= 5000) await engine.writeBatch(ops.splice(0));
-  }
-  const branch = JSON.parse(Buffer.from((await engine.get(partition, "branch/main"))!).toString("utf8"));
-  await engine.set(partition, "branch/main", encodeJson({ ...branch, commitId: parent.id }));
-  for (let i = 0; i < DUMP_STAGED; i++) {
-    const entry = { ...seed, path: pathOf(i), metadata: { n: String(i) } };
-    ops.push({ partition, key: `staged/${branch.stagingToken}/${entry.path}`, value: encodeJson({ entry }) });
-    if (ops.length >= 5000) await engine.writeBatch(ops.splice(0));
-  }
-  await engine.writeBatch(ops);
-  await close();
-  writeFileSync(join(dir, "READY"), "");
-}
-
-async function findPartition(engine: Cairn["engine"]): Promise<string | undefined> {
-  for await (const p of engine.partitions()) if (p.startsWith("repo-")) return p;
-  return undefined;
-}
-
-const dumpFile = () => join(DATA, "engine-1m.dump.json");
-
-async function dumpTo(file: string): Promise<number> {
-  const engine = await sqlite.open(`sqlite://${join(DATA, "engine-1m", "meta.db")}`);
-  try {
-    const writer = writeDump({
-      output: createWriteStream(file),
-      sections: ENGINE_DUMP_SECTIONS,
-      source: { engine: engine.kind },
-      tool: { name: "cairn-bench", version: "0" },
-      consistency: "snapshot",
-    });
-    await dumpEngine(engine, writer);
-    const footer = await writer.end();
-    return Object.values(footer.counts).reduce((a, b) => a + b, 0);
-  } finally {
-    await engine.close();
   }
 }
 
@@ -247,14 +143,16 @@ export const CASES: Case[] = [
   {
     name: "dump-1m",
     repeat: 3,
-    setup: bigEngine,
+    async setup() {
+      await engineDump();
+    },
     async run() {
       const t0 = performance.now();
       const records = await dumpTo(dumpFile());
       const ms = performance.now() - t0;
       // Baseline in the same run: the sqlite3 shell's own text dump of the same file.
       const s0 = performance.now();
-      const shell = spawnSync("sqlite3", [join(DATA, "engine-1m", "meta.db"), ".dump"], {
+      const shell = spawnSync("sqlite3", [engineDb(), ".dump"], {
         stdio: ["ignore", "ignore", "ignore"],
       });
       const shellMs = performance.now() - s0;
@@ -275,8 +173,7 @@ export const CASES: Case[] = [
     name: "load-1m",
     repeat: 3,
     async setup() {
-      await bigEngine();
-      if (!existsSync(dumpFile())) await dumpTo(dumpFile());
+      await engineDump();
     },
     async run() {
       const dir = join(DATA, "load-1m");
@@ -332,4 +229,5 @@ export const CASES: Case[] = [
       };
     },
   },
+  ...ENGINE_CASES,
 ];

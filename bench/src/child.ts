@@ -1,14 +1,16 @@
-// One benchmark phase in its own process: `node child.js <name> setup|run`.
+// One benchmark phase in its own process: `node child.js <name> setup|run|teardown`.
 import { CASES } from "./cases.js";
 
 const [name, phase] = process.argv.slice(2);
 const c = CASES.find((x) => x.name === name);
-if (!c || (phase !== "setup" && phase !== "run")) {
-  console.error(`usage: child.js <${CASES.map((x) => x.name).join("|")}> setup|run`);
+if (!c || (phase !== "setup" && phase !== "run" && phase !== "teardown")) {
+  console.error(`usage: child.js <${CASES.map((x) => x.name).join("|")}> setup|run|teardown`);
   process.exit(2);
 }
 if (phase === "setup") {
   await c.setup();
+} else if (phase === "teardown") {
+  await c.teardown?.();
 } else {
   const result = await c.run();
   const peakRssMb = process.resourceUsage().maxRSS / 1024;

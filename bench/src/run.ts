@@ -19,7 +19,7 @@ if (unknown.length > 0) {
 }
 const selected = CASES.filter((c) => wanted.length === 0 || wanted.includes(c.name));
 
-const child = (name: string, phase: "setup" | "run"): Result | undefined => {
+const child = (name: string, phase: "setup" | "run" | "teardown"): Result | undefined => {
   const r = spawnSync(process.execPath, ["--max-old-space-size=4096", join(here, "child.js"), name, phase], {
     stdio: ["ignore", "pipe", "inherit"],
     encoding: "utf8",
@@ -45,6 +45,7 @@ for (const c of selected) {
     const r = child(c.name, "run");
     if (r) runs.push(r);
   }
+  if (c.teardown) child(c.name, "teardown");
   if (runs.length === 0) continue;
   runs.sort((a, b) => a.ms - b.ms);
   const median = runs[Math.floor((runs.length - 1) / 2)]!;
