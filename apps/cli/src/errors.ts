@@ -85,7 +85,7 @@ export interface ErrorReport {
   code: string;
   /** One line, without the `cairn: ` prefix; empty when commander has printed what was needed already. */
   message: string;
-  /** Conflicting paths of a merge, printed one per line after the message. */
+  /** Conflicting paths of a merge (a ConflictError's `paths`), printed one per line after the message. */
   paths?: readonly string[];
   /** Printed for unexpected errors only. */
   stack?: string;

@@ -39,7 +39,7 @@ export function mapFsError(error: unknown, key: string, url: string, action: FsA
     case "EISDIR":
       return new ConflictError(
         `The key ${what} collides with another key: a folder store cannot hold both "a" and "a/b".`,
-        { cause, paths: [key] },
+        { cause },
       );
     case "ENOSPC":
     case "EDQUOT":

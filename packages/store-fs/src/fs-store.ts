@@ -225,7 +225,7 @@ class FsStoreImpl implements FsStore {
           if (code !== "EEXIST" && code !== "ENOTDIR") throw error;
           throw new ConflictError(
             `The key "${key}" in ${this.url} lies below another object; a folder store cannot hold both "a" and "a/b".`,
-            { cause: error, paths: [key] },
+            { cause: error },
           );
         });
         if (created && this.#fsync) await this.#syncCreated(created, folder);
@@ -263,7 +263,7 @@ class FsStoreImpl implements FsStore {
             continue;
           throw new ConflictError(
             `The key "${key}" in ${this.url} is a folder of other keys; a folder store cannot hold both "a" and "a/b".`,
-            { cause: error, paths: [key] },
+            { cause: error },
           );
         }
         if (code === "EEXIST" && createOnly) {
@@ -435,6 +435,8 @@ class FsStoreImpl implements FsStore {
       if (this.#fsync) await syncFolder(dirname(path));
       await this.#removeEmptyFolders(dirname(path));
     } catch (error) {
+      // A concurrent delete of the folder's last other key removed the folder first: the key is gone all the same.
+      if (errnoOf(error) === "ENOENT") return;
       throw this.#error(error, key, "delete");
     }
   }

@@ -136,6 +136,17 @@ describe("fs store", () => {
     expect(existsSync(store.root)).toBe(true);
   });
 
+  it("deletes every key of a folder at once without failing, though each delete may remove the folder", async () => {
+    const store = await openStore();
+    for (let round = 0; round < 20; round++) {
+      const keys = Array.from({ length: 8 }, (_, i) => `objects/ab/${round}/${i}`);
+      await Promise.all(keys.map((key) => store.put(key, utf8(key))));
+      await Promise.all(keys.map((key) => store.delete(key)));
+      for (const key of keys) expect(await store.head(key)).toBeUndefined();
+    }
+    expect(existsSync(join(store.root, "objects"))).toBe(false);
+  });
+
   it("fails with CONFLICT when a key is also a folder of other keys, and ignores an empty folder", async () => {
     const store = await openStore();
     await store.put("a/b", utf8("1"));
