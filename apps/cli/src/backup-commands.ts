@@ -1,12 +1,9 @@
 import {
   CorruptError,
-  InvalidArgumentError,
   listSnapshots,
   type PruneProgress,
-  parseDuration,
   parseReadDataSubset,
   pruneBackups,
-  type RetentionPolicy,
   type SnapshotRecord,
   type VerifyProblem,
   verifyBackup,
@@ -15,19 +12,13 @@ import { type Command, Option } from "commander";
 import { formatSize, formatTime, plural, table } from "./format.js";
 import { type App, action } from "./program.js";
 import { startStatus } from "./progress.js";
+import { addKeepOptions, type KeepOptions, keepPolicy, parallelism } from "./retention-options.js";
 
 interface ListOptions {
   repo?: string;
 }
 
-interface PruneOptions {
-  keepLast?: string;
-  keepHourly?: string;
-  keepDaily?: string;
-  keepWeekly?: string;
-  keepMonthly?: string;
-  keepYearly?: string;
-  keepWithin?: string;
+interface PruneOptions extends KeepOptions {
   repo?: string;
   dryRun?: boolean;
 }
@@ -37,40 +28,6 @@ interface VerifyOptions {
   readDataSubset?: string;
   snapshot?: string;
   parallel: string;
-}
-
-const RULES = [
-  ["keepLast", "last", "--keep-last"],
-  ["keepHourly", "hourly", "--keep-hourly"],
-  ["keepDaily", "daily", "--keep-daily"],
-  ["keepWeekly", "weekly", "--keep-weekly"],
-  ["keepMonthly", "monthly", "--keep-monthly"],
-  ["keepYearly", "yearly", "--keep-yearly"],
-] as const;
-
-/** The `--keep-*` options as a policy; counts are whole numbers, or `unlimited` (restic's -1). */
-function policyOf(opts: PruneOptions): RetentionPolicy {
-  const policy: RetentionPolicy = {};
-  for (const [field, rule, flag] of RULES) {
-    const text = opts[field];
-    if (text === undefined) continue;
-    if (text === "unlimited" || text === "-1") policy[rule] = Number.POSITIVE_INFINITY;
-    else if (/^\d+$/.test(text) && Number.isSafeInteger(Number(text))) policy[rule] = Number(text);
-    else
-      throw new InvalidArgumentError(
-        `${flag} must be a whole number of snapshots (or "unlimited"), not "${text}".`,
-      );
-  }
-  if (opts.keepWithin !== undefined) policy.within = parseDuration(opts.keepWithin, "--keep-within");
-  return policy;
-}
-
-function parallelism(text: string): number {
-  const n = Number(text);
-  if (!/^\d+$/.test(text) || n < 1 || n > 256) {
-    throw new InvalidArgumentError(`--parallel must be a whole number from 1 to 256, got "${text}".`);
-  }
-  return n;
 }
 
 /** One row of `backups list` / `prune`: id, time, repository, refs and objects. */
@@ -133,20 +90,13 @@ Example:
       }),
     );
 
-  backups
-    .command("prune")
-    .description("remove the snapshots no --keep-* rule keeps, and the objects only they needed")
-    .argument("<backup-url>", "the backup location")
-    .option("--keep-last <n>", "keep the n newest snapshots")
-    .option("--keep-hourly <n>", "keep the newest snapshot of each of the last n hours that have one")
-    .option("--keep-daily <n>", "keep the newest snapshot of each of the last n days that have one")
-    .option("--keep-weekly <n>", "keep the newest snapshot of each of the last n ISO weeks that have one")
-    .option("--keep-monthly <n>", "keep the newest snapshot of each of the last n months that have one")
-    .option("--keep-yearly <n>", "keep the newest snapshot of each of the last n years that have one")
-    .option(
-      "--keep-within <duration>",
-      "keep every snapshot younger than this, counted back from the newest (30d, 2w, 1y, 1d12h)",
-    )
+  addKeepOptions(
+    backups
+      .command("prune")
+      .description("remove the snapshots no --keep-* rule keeps, and the objects only they needed")
+      .argument("<backup-url>", "the backup location"),
+    "snapshot",
+  )
     .option("--repo <name>", "apply the rules to this repository only (the others' snapshots are kept)")
     .option("--dry-run", "change nothing; show what would be removed")
     .addHelpText(
@@ -165,7 +115,8 @@ Examples:
     )
     .action(
       action<PruneOptions>(app, async (ctx, [url], opts) => {
-        const policy = policyOf(opts);
+        // An empty policy is refused by core, with the message that says so.
+        const policy = keepPolicy(opts, "snapshot") ?? {};
         const store = await app.registry.openStore(url!);
         const status = startStatus(ctx.out);
         try {

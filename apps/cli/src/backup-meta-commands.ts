@@ -12,7 +12,6 @@ import {
   metaBackupStatus,
   type ObjectStore,
   parseDuration,
-  type RetentionPolicy,
   redactUrl,
 } from "@cairn/core";
 import type { EncryptionAlgorithm } from "@cairn/manifest";
@@ -21,8 +20,9 @@ import { describeError, EXIT } from "./errors.js";
 import { formatSize, formatTime, plural } from "./format.js";
 import type { Output } from "./output.js";
 import { type App, action, VERSION } from "./program.js";
+import { addKeepOptions, describePolicy, type KeepOptions, keepPolicy } from "./retention-options.js";
 
-interface RunOptions {
+interface RunOptions extends KeepOptions {
   to: string;
   every: string;
   once?: boolean;
@@ -30,60 +30,6 @@ interface RunOptions {
   encryptAlgo: EncryptionAlgorithm;
   keepSecretKey?: boolean;
   leaseTtl: string;
-  keepLast?: string;
-  keepHourly?: string;
-  keepDaily?: string;
-  keepWeekly?: string;
-  keepMonthly?: string;
-  keepYearly?: string;
-  keepWithin?: string;
-}
-
-const RULES = [
-  ["keepLast", "last", "--keep-last"],
-  ["keepHourly", "hourly", "--keep-hourly"],
-  ["keepDaily", "daily", "--keep-daily"],
-  ["keepWeekly", "weekly", "--keep-weekly"],
-  ["keepMonthly", "monthly", "--keep-monthly"],
-  ["keepYearly", "yearly", "--keep-yearly"],
-] as const;
-
-/**
- * The `--keep-*` options as a policy (the same rules and spelling as `cairn backups prune`), or JuiceFS's
- * policy when none is given. Counts are whole numbers, or `unlimited`.
- */
-function policyOf(opts: RunOptions): RetentionPolicy {
-  const policy: RetentionPolicy = {};
-  let given = false;
-  for (const [field, rule, flag] of RULES) {
-    const text = opts[field];
-    if (text === undefined) continue;
-    given = true;
-    if (text === "unlimited" || text === "-1") policy[rule] = Number.POSITIVE_INFINITY;
-    else if (/^\d+$/.test(text) && Number.isSafeInteger(Number(text))) policy[rule] = Number(text);
-    else
-      throw new InvalidArgumentError(
-        `${flag} must be a whole number of dumps (or "unlimited"), not "${text}".`,
-      );
-  }
-  if (opts.keepWithin !== undefined) {
-    given = true;
-    policy.within = parseDuration(opts.keepWithin, "--keep-within duration");
-  }
-  // Rules given explicitly replace the default whole; all of them 0 is an empty policy, which core refuses.
-  return given ? policy : { ...DEFAULT_META_RETENTION };
-}
-
-/** `within 2d, daily 14, weekly 9, monthly unlimited`. */
-function describePolicy(policy: RetentionPolicy): string {
-  return Object.entries(policy)
-    .filter(([, v]) => v !== undefined && v !== 0)
-    .map(([rule, v]) =>
-      rule === "within"
-        ? `within ${formatDuration(v as number)}`
-        : `${rule} ${v === Number.POSITIVE_INFINITY ? "unlimited" : v}`,
-    )
-    .join(", ");
 }
 
 async function readPublicKey(file: string): Promise<string> {
@@ -184,27 +130,27 @@ export function registerBackupMetaCommands(program: Command, app: App): void {
       "scheduled dumps of the whole metadata engine to a store, with retention (JuiceFS's backup)",
     );
 
-  group
-    .command("run")
-    .description("dump the engine every interval to <store-url>/meta/, one process at a time across hosts")
-    .requiredOption("--to <store-url>", "where the dumps go, e.g. file:///mnt/backup/cairn")
-    .option("--every <duration>", "interval between dumps: 90s, 15m, 1h, 1d, …", "1h")
-    .option("--once", "check once, dump if due, apply retention and exit (for cron)")
-    .option("--encrypt-rsa-key <pem-file>", "encrypt the dumps for this RSA public key")
-    .addOption(
-      new Option("--encrypt-algo <algorithm>", "cipher of encrypted dumps")
-        .choices(["aes256gcm-rsa", "chacha20-rsa"])
-        .default("aes256gcm-rsa"),
-    )
-    .option("--keep-secret-key", 'keep credentials in repository settings (default: written as "removed")')
-    .option("--lease-ttl <duration>", "how long the lease outlives a process that stopped renewing it", "1m")
-    .option("--keep-last <n>", "keep the n newest dumps")
-    .option("--keep-hourly <n>", "keep the newest dump of each of the last n hours that have one")
-    .option("--keep-daily <n>", "keep the newest dump of each of the last n days that have one")
-    .option("--keep-weekly <n>", "keep the newest dump of each of the last n ISO weeks that have one")
-    .option("--keep-monthly <n>", "keep the newest dump of each of the last n months that have one")
-    .option("--keep-yearly <n>", "keep the newest dump of each of the last n years that have one")
-    .option("--keep-within <duration>", "keep every dump this much younger than the newest (e.g. 2d)")
+  addKeepOptions(
+    group
+      .command("run")
+      .description("dump the engine every interval to <store-url>/meta/, one process at a time across hosts")
+      .requiredOption("--to <store-url>", "where the dumps go, e.g. file:///mnt/backup/cairn")
+      .option("--every <duration>", "interval between dumps: 90s, 15m, 1h, 1d, …", "1h")
+      .option("--once", "check once, dump if due, apply retention and exit (for cron)")
+      .option("--encrypt-rsa-key <pem-file>", "encrypt the dumps for this RSA public key")
+      .addOption(
+        new Option("--encrypt-algo <algorithm>", "cipher of encrypted dumps")
+          .choices(["aes256gcm-rsa", "chacha20-rsa"])
+          .default("aes256gcm-rsa"),
+      )
+      .option("--keep-secret-key", 'keep credentials in repository settings (default: written as "removed")')
+      .option(
+        "--lease-ttl <duration>",
+        "how long the lease outlives a process that stopped renewing it",
+        "1m",
+      ),
+    "dump",
+  )
     .addHelpText(
       "after",
       `
@@ -227,7 +173,8 @@ Examples:
       action<RunOptions>(app, async (ctx, _args, opts) => {
         const every = parseDuration(opts.every, "--every interval");
         const leaseTtlMs = parseDuration(opts.leaseTtl, "--lease-ttl duration");
-        const retention = policyOf(opts);
+        // Rules given explicitly replace the default whole.
+        const retention = keepPolicy(opts, "dump") ?? { ...DEFAULT_META_RETENTION };
         const publicKeyPem = opts.encryptRsaKey ? await readPublicKey(opts.encryptRsaKey) : undefined;
         let target = redactUrl(opts.to);
 

@@ -1,8 +1,9 @@
-import { type BackupProgress, backupRepository, InvalidArgumentError, restoreRepository } from "@cairn/core";
+import { type BackupProgress, backupRepository, restoreRepository } from "@cairn/core";
 import type { Command } from "commander";
 import { formatSize, plural } from "./format.js";
 import { type App, action, VERSION } from "./program.js";
 import { startStatus } from "./progress.js";
+import { parallelism } from "./retention-options.js";
 import { expectUri } from "./uri.js";
 
 interface BackupOptions {
@@ -17,14 +18,6 @@ interface RestoreOptions {
   namespace?: string;
   snapshot?: string;
   parallel: string;
-}
-
-function parallelism(text: string): number {
-  const n = Number(text);
-  if (!/^\d+$/.test(text) || n < 1 || n > 256) {
-    throw new InvalidArgumentError(`--parallel must be a whole number from 1 to 256, got "${text}".`);
-  }
-  return n;
 }
 
 const describe = (p: BackupProgress) =>

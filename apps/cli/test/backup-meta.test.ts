@@ -224,7 +224,7 @@ describe("cairn backup-meta run --once", () => {
       [["--every", "-5m"], EXIT.INVALID_ARGUMENT, /--every interval "-5m" is not a duration/],
       [["--keep-last", "x"], EXIT.INVALID_ARGUMENT, /--keep-last must be a whole number/],
       [["--keep-daily", "1.5"], EXIT.INVALID_ARGUMENT, /--keep-daily must be a whole number/],
-      [["--keep-within", "3q"], EXIT.INVALID_ARGUMENT, /--keep-within duration "3q"/],
+      [["--keep-within", "3q"], EXIT.INVALID_ARGUMENT, /--keep-within "3q"/],
       [["--keep-last", "0", "--keep-daily", "0"], EXIT.INVALID_ARGUMENT, /retention policy is empty/],
       [["--lease-ttl", "soon"], EXIT.INVALID_ARGUMENT, /--lease-ttl duration "soon"/],
       [["--encrypt-rsa-key", "missing.pem"], EXIT.INVALID_ARGUMENT, /public key missing\.pem/],

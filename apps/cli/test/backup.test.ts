@@ -197,7 +197,7 @@ describe("backup and restore", () => {
       "--namespace",
       file("ns-d"),
     ]);
-    expectOneLineError(r, 8);
+    expectOneLineError(r, EXIT.CORRUPT);
     expect(r.stderr).toContain(victim.split("/").at(-1)!);
     expect(r.stderr).toContain("does not match its digest");
     rmSync(victim);
@@ -209,7 +209,7 @@ describe("backup and restore", () => {
       "--namespace",
       file("ns-d"),
     ]);
-    expectOneLineError(again, 8);
+    expectOneLineError(again, EXIT.CORRUPT);
     expect(again.stderr).toContain("is missing");
     const branches = await on(meta).run(["branch", "list", "cairn://origin"]);
     expect(branches.stdout).toBe("");
@@ -260,13 +260,37 @@ describe("backup and restore", () => {
       const url = s3Url("flaky", server.endpoint);
       await server.stop();
       const r = await cli(["backup", "cairn://origin", "--to", `${url}&maxAttempts=1&connectTimeout=2`]);
-      expectOneLineError(r, 10);
+      expectOneLineError(r, EXIT.UNAVAILABLE);
       expect(r.stderr).toContain(`s3://${bucket}/flaky`);
     } finally {
       await server.stop();
     }
     const ok = await cli(["backup", "cairn://origin", "--to", s3Url("flaky")]);
     expect(ok.status, ok.stderr).toBe(0);
+  });
+
+  it("waits for no prune: refused while a prune holds a fresh lock, changing nothing", async () => {
+    const locks = join(cli.dir, "backup", "locks");
+    mkdirSync(locks, { recursive: true });
+    const now = new Date().toISOString();
+    const lock = {
+      id: "x",
+      operation: "prune",
+      host: "elsewhere",
+      pid: 42,
+      createdAt: now,
+      refreshedAt: now,
+    };
+    writeFileSync(join(locks, "x.json"), JSON.stringify(lock));
+    const snapshots = readdirSafe(join(cli.dir, "backup", "snapshots"));
+    const error = await cli.fails(
+      ["backup", "cairn://origin", "--to", file("backup")],
+      EXIT.PRECONDITION_FAILED,
+    );
+    expect(error).toContain("is being pruned by host elsewhere (pid 42");
+    expect(readdirSafe(join(cli.dir, "backup", "snapshots"))).toEqual(snapshots);
+    expect(readdirSafe(locks)).toEqual(["x.json"]);
+    rmSync(join(locks, "x.json"));
   });
 
   it("refuses bad options and a location that holds something else", async () => {

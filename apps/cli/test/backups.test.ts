@@ -12,7 +12,6 @@ import { EXIT, expectOneLineError, setupCli } from "./helpers.js";
 // core's backupRepository at chosen times (so that retention rules have days and weeks to work on).
 
 const cli = setupCli();
-const CORRUPT = 8;
 let locations = 0;
 
 const sha = (text: string) => createHash("sha256").update(text).digest("hex");
@@ -244,7 +243,7 @@ describe("cairn verify", () => {
     expect((await cli(["verify", url])).status).toBe(0);
     for (const args of [["--read-data"], ["--read-data-subset", "100%"]]) {
       const r = await cli(["verify", url, ...args]);
-      expectOneLineError(r, CORRUPT);
+      expectOneLineError(r, EXIT.CORRUPT);
       expect(r.stdout.trimEnd().split("\n")).toHaveLength(1);
       expect(r.stdout).toMatch(
         new RegExp(`^digest: ${key} of snapshot ${first.id} does not match its SHA-256`),
@@ -253,14 +252,14 @@ describe("cairn verify", () => {
     }
 
     const json = await cli(["verify", url, "--read-data", "--json"]);
-    expect(json.status).toBe(CORRUPT);
+    expect(json.status).toBe(EXIT.CORRUPT);
     const records = json.stdout
       .trimEnd()
       .split("\n")
       .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(records[0]).toMatchObject({ type: "problem", kind: "digest", path: key, snapshot: first.id });
     expect(records[1]).toMatchObject({ type: "summary", problems: 1, damaged: [first.id] });
-    expect(JSON.parse(json.stderr)).toMatchObject({ error: { code: "CORRUPT", status: CORRUPT } });
+    expect(JSON.parse(json.stderr)).toMatchObject({ error: { code: "CORRUPT", status: EXIT.CORRUPT } });
   });
 
   it("names a missing object, and a missing inventory, by path and snapshot", async () => {
@@ -269,14 +268,14 @@ describe("cairn verify", () => {
     const key = objectKey(sha("a document\n"));
     rmSync(join(dir, key));
     const r = await cli(["verify", url]);
-    expectOneLineError(r, CORRUPT);
+    expectOneLineError(r, EXIT.CORRUPT);
     expect(r.stdout).toMatch(
       new RegExp(`^missing: ${key} \\(data .+ of snapshot ${s.id}\\) is missing\\.\n$`),
     );
 
     rmSync(join(dir, s.inventory.path));
     const r2 = await cli(["verify", url, "--snapshot", s.id]);
-    expectOneLineError(r2, CORRUPT);
+    expectOneLineError(r2, EXIT.CORRUPT);
     expect(r2.stdout).toContain(`file: ${s.inventory.path} of snapshot ${s.id} is missing`);
   });
 

@@ -121,5 +121,7 @@ export const EXIT = {
   ALREADY_EXISTS: 5,
   CONFLICT: 6,
   PRECONDITION_FAILED: 7,
+  CORRUPT: 8,
   UNSUPPORTED: 9,
+  UNAVAILABLE: 10,
 } as const;

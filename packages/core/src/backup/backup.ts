@@ -8,8 +8,8 @@ import pLimit from "p-limit";
 import type { Cairn } from "../cairn.js";
 import { sha256Hex } from "../codec.js";
 import { asCairnError, dumpEngine, ENGINE_DUMP_SCHEMAS, ENGINE_DUMP_SECTIONS } from "../dump.js";
-import { CorruptError, PreconditionFailedError } from "../errors.js";
-import type { ObjectStore } from "../store.js";
+import { CorruptError, hasCode, PreconditionFailedError } from "../errors.js";
+import type { ObjectInfo, ObjectStore } from "../store.js";
 import { metarangeKey, parseMetarange, rangeKey } from "../tree/format.js";
 import {
   BACKUP_VERSION,
@@ -18,6 +18,7 @@ import {
   INVENTORY_SECTIONS,
   type InventoryObject,
   LOCK_REFRESH_MS,
+  LOCK_STALE_MS,
   LOCKS_PREFIX,
   objectKey,
   SNAPSHOT_FORMAT,
@@ -27,7 +28,7 @@ import {
   snapshotRecordKey,
   snapshotRefsKey,
 } from "./layout.js";
-import { copyVerified, DigestSet, ensureBackupLocation } from "./objects.js";
+import { copyVerified, DigestSet, ensureBackupLocation, where } from "./objects.js";
 
 export interface BackupOptions {
   /** Objects copied at once. @default 8 */
@@ -100,6 +101,12 @@ export async function backupRepository(
     .replace(/[-:]/g, "")
     .replace(/\.\d+Z$/, "Z")}-${randomBytes(4).toString("hex")}`;
   const lock = await holdLock(target, "backup", now);
+  try {
+    await refuseDuringPrune(target, lock.lock.id, now);
+  } catch (error) {
+    await lock.release();
+    throw error;
+  }
   const dir = await mkdtemp(join(tmpdir(), "cairn-backup-"));
   try {
     // 1. The refs, at one point in time where the engine offers one.
@@ -281,6 +288,50 @@ async function readAll(store: ObjectStore, key: string): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of reader.body) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
+}
+
+/**
+ * The lock at `info`, as far as it can be read: `undefined` when it was released meanwhile, `{}` when it is not
+ * JSON (it is then judged by when it was written).
+ */
+export async function readLock(
+  store: ObjectStore,
+  info: ObjectInfo,
+): Promise<Partial<BackupLock> | undefined> {
+  try {
+    const reader = await store.get(info.key);
+    const chunks: Buffer[] = [];
+    for await (const chunk of reader.body) chunks.push(chunk as Buffer);
+    return JSON.parse(Buffer.concat(chunks).toString("utf8")) as Partial<BackupLock>;
+  } catch (error) {
+    if (hasCode(error, "NOT_FOUND")) return undefined;
+    if (error instanceof SyntaxError) return {};
+    throw error;
+  }
+}
+
+/** Milliseconds since a lock was last refreshed; `NaN` when unknown (which callers treat as fresh). */
+export function lockAge(lock: Partial<BackupLock>, info: ObjectInfo, now: () => Date): number {
+  const refreshed = Date.parse(String(lock.refreshedAt ?? lock.createdAt ?? ""));
+  const at = Number.isNaN(refreshed) ? (info.lastModified?.getTime() ?? Number.NaN) : refreshed;
+  return now().getTime() - at;
+}
+
+/**
+ * Refuses to back up while a prune works on the location: it could delete objects this backup finds present
+ * and does not copy. (Prune, in turn, refuses while any backup holds a lock.)
+ */
+async function refuseDuringPrune(store: ObjectStore, ownId: string, now: () => Date): Promise<void> {
+  for await (const info of store.list(LOCKS_PREFIX)) {
+    if (info.key === `${LOCKS_PREFIX}${ownId}.json`) continue;
+    const lock = await readLock(store, info);
+    if (lock?.operation !== "prune") continue;
+    const age = lockAge(lock, info, now);
+    if (!Number.isNaN(age) && age >= LOCK_STALE_MS) continue;
+    throw new PreconditionFailedError(
+      `${where(store)} is being pruned by host ${lock.host ?? "?"} (pid ${lock.pid ?? "?"}, ${info.key}); back up once the prune is done.`,
+    );
+  }
 }
 
 /** A lock file of the location, refreshed while held. */

@@ -13,9 +13,8 @@ import {
   PreconditionFailedError,
 } from "../errors.js";
 import type { ObjectStore } from "../store.js";
-import { holdLock } from "./backup.js";
+import { holdLock, lockAge, readLock } from "./backup.js";
 import {
-  type BackupLock,
   INVENTORY_SCHEMAS,
   INVENTORY_SECTIONS,
   type InventoryObject,
@@ -245,21 +244,10 @@ async function checkLocks(
   for await (const info of store.list(LOCKS_PREFIX)) {
     const m = /^locks\/([^/]+)\.json$/.exec(info.key);
     if (!m || m[1] === ownId) continue;
-    let lock: Partial<BackupLock> = {};
-    try {
-      const reader = await store.get(info.key);
-      const chunks: Buffer[] = [];
-      for await (const chunk of reader.body) chunks.push(chunk as Buffer);
-      lock = JSON.parse(Buffer.concat(chunks).toString("utf8")) as Partial<BackupLock>;
-    } catch (error) {
-      // Released while we looked: no longer held.
-      if (hasCode(error, "NOT_FOUND")) continue;
-      // A lock that is not JSON is judged by when it was written.
-      if (!(error instanceof SyntaxError)) throw error;
-    }
-    const refreshed = Date.parse(String(lock.refreshedAt ?? lock.createdAt ?? ""));
-    const at = Number.isNaN(refreshed) ? (info.lastModified?.getTime() ?? Number.NaN) : refreshed;
-    const age = now().getTime() - at;
+    const lock = await readLock(store, info);
+    // Released while we looked: no longer held.
+    if (!lock) continue;
+    const age = lockAge(lock, info, now);
     // An unknown age, or one from a clock ahead of ours, counts as fresh: deleting objects is not undone.
     if (Number.isNaN(age) || age < LOCK_STALE_MS) {
       const who = `${lock.operation ?? "a process"} on host ${lock.host ?? "?"} (pid ${lock.pid ?? "?"})`;
