@@ -5,8 +5,10 @@ import { type Change, ENGINE_DUMP_SCHEMAS, type Entry, loadEngine, type Reposito
 import { factory as sqlite } from "@cairn/engine-sqlite";
 import { readDump } from "@cairn/manifest";
 import pLimit from "p-limit";
+import { BACKUP_CASES } from "./backup-cases.js";
 import { DATA, dumpFile, dumpTo, engineDb, engineDump, open, pathOf } from "./data.js";
 import { ENGINE_CASES } from "./engine-cases.js";
+import { STORE_CASES } from "./store-cases.js";
 
 export interface Result {
   name: string;
@@ -230,4 +232,6 @@ export const CASES: Case[] = [
     },
   },
   ...ENGINE_CASES,
+  ...STORE_CASES,
+  ...BACKUP_CASES,
 ];

@@ -1,0 +1,380 @@
+// Transfers between a local folder and the object stores on their emulators (S3 on s3rver, Azure Blob on Azurite):
+// cairn's store drivers next to `rclone copy` of the same files to the same emulator in the same run.
+import { spawn, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { createReadStream, createWriteStream, existsSync, rmSync, writeFileSync } from "node:fs";
+import { mkdir, readdir, stat, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { fileURLToPath } from "node:url";
+import type { ObjectStore } from "@cairn/core";
+import { type AzureStore, factory as azure } from "@cairn/store-azure";
+import { factory as s3 } from "@cairn/store-s3";
+import {
+  createBucket,
+  createContainer,
+  EMULATOR_CREDENTIALS,
+  startAzurite,
+  startS3rver,
+  type TestServer,
+} from "@cairn/testkit/servers";
+import pLimit from "p-limit";
+import type { Case } from "./cases.js";
+
+/** Where generated data sets live (bench/.data, shared with the other cases, not committed). */
+export const BENCH_DATA = join(dirname(fileURLToPath(import.meta.url)), "..", ".data");
+
+/**
+ * `CAIRN_BENCH_SCALE=0.05` moves 5 % of the files (100 × 64 KiB, 1 × 64 MiB) and backs up 5 % of the objects:
+ * to check the cases work end to end before a full run. Names stay the same; notes say the scale.
+ */
+export const SCALE = Number(process.env.CAIRN_BENCH_SCALE ?? "1");
+if (!(SCALE > 0 && SCALE <= 1)) throw new Error(`CAIRN_BENCH_SCALE must be in (0, 1], not ${SCALE}.`);
+export const scaleNote = SCALE === 1 ? "" : `; CAIRN_BENCH_SCALE=${SCALE}`;
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+/** Files moved at once by cairn, as `cairn fs upload --recursive` does by default. */
+const PARALLEL = Number(process.env.CAIRN_BENCH_PARALLEL ?? "16");
+
+export const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+
+// ---------------------------------------------------------------------------------------------------------------
+// rclone, the baseline
+
+/**
+ * Makes sure Debian's rclone is there: installs it with apt-get when missing and running as root, otherwise
+ * says how to. Called by every set-up that compares with it.
+ */
+export function ensureRclone(): void {
+  if (spawnSync("rclone", ["version"], { stdio: "ignore" }).status === 0) return;
+  if (process.getuid?.() !== 0) {
+    throw new Error("bench: rclone is not installed; run `apt-get install -y rclone` as root, then again.");
+  }
+  console.error("bench: installing rclone (apt-get install -y rclone)");
+  const r = spawnSync("apt-get", ["install", "-y", "rclone"], { stdio: ["ignore", "ignore", "inherit"] });
+  if (r.status !== 0) throw new Error(`bench: apt-get install -y rclone exited ${r.status}.`);
+}
+
+/**
+ * An rclone remote named by environment variables only (no config file). `AWS_CA_BUNDLE`, which this kind of
+ * machine sets, breaks rclone's S3 backend even for plain http, so it is left out.
+ */
+export function rcloneEnv(name: string, options: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, RCLONE_CONFIG: "/dev/null" };
+  delete env.AWS_CA_BUNDLE;
+  for (const [k, v] of Object.entries(options))
+    env[`RCLONE_CONFIG_${name.toUpperCase()}_${k.toUpperCase()}`] = v;
+  return env;
+}
+
+/**
+ * `rclone copy from to` with rclone's defaults (4 transfers, 8 checkers), in its own process, so none of its
+ * memory counts in the benchmark process's peak RSS. Resolves with the wall time in ms.
+ */
+export function rcloneCopy(from: string, to: string, env: NodeJS.ProcessEnv): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn("rclone", ["copy", from, to], { env, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.setEncoding("utf8").on("data", (s: string) => {
+      stderr = (stderr + s).slice(-4000);
+    });
+    child.once("error", reject);
+    child.once("close", (status) => {
+      const ms = performance.now() - t0;
+      if (status === 0) resolve(ms);
+      else reject(new Error(`rclone copy ${from} ${to} exited ${status}: ${stderr.trim()}`));
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The emulators
+
+/** An emulator with a bucket (container) per name: how cairn's store and rclone reach it. */
+export interface Remote {
+  readonly kind: "s3" | "azure";
+  readonly server: TestServer;
+  /** Creates the bucket or container `bucket`. */
+  create(bucket: string): Promise<void>;
+  /** cairn's store on `bucket` under `prefix`, with extra URL parameters (`&name=value…`). */
+  open(bucket: string, prefix: string, params?: string): Promise<ObjectStore>;
+  /** rclone's name of `bucket/prefix` and the environment that configures it. */
+  rclone(bucket: string, prefix: string): { path: string; env: NodeJS.ProcessEnv };
+}
+
+/** A remote on an s3rver at `endpoint` (the access key it insists on; any secret). */
+export function s3Remote(server: TestServer, endpoint: string): Remote {
+  // The store takes credentials from the AWS chain only, never from its URL.
+  process.env.AWS_ACCESS_KEY_ID = EMULATOR_CREDENTIALS.accessKeyId;
+  process.env.AWS_SECRET_ACCESS_KEY = EMULATOR_CREDENTIALS.secretAccessKey;
+  process.env.AWS_REGION = "us-east-1";
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = "true";
+  const env = rcloneEnv("bench", {
+    type: "s3",
+    provider: "Other",
+    endpoint,
+    access_key_id: EMULATOR_CREDENTIALS.accessKeyId,
+    secret_access_key: EMULATOR_CREDENTIALS.secretAccessKey,
+    force_path_style: "true",
+  });
+  return {
+    kind: "s3",
+    server,
+    create: (bucket) => createBucket(endpoint, bucket),
+    open: (bucket, prefix, params = "") => s3.open(`s3://${bucket}/${prefix}?endpoint=${endpoint}${params}`),
+    rclone: (bucket, prefix) => ({ path: `bench:${bucket}/${prefix}`, env }),
+  };
+}
+
+/** A fresh s3rver with its remote. */
+export async function startS3Remote(): Promise<Remote> {
+  const server = await startS3rver();
+  return s3Remote(server, server.endpoint);
+}
+
+/**
+ * A fresh Azurite with its remote. cairn and rclone both authenticate with the same container SAS: rclone 1.60
+ * reaches an emulator on another port than 10000 only through a SAS URL, and signing the same way keeps the
+ * comparison fair (an account key costs cairn an HMAC per request as well).
+ */
+export async function startAzureRemote(): Promise<Remote> {
+  const server = await startAzurite();
+  const sas = new Map<string, string>();
+  return {
+    kind: "azure",
+    server,
+    async create(bucket) {
+      await createContainer(server.connectionString, bucket);
+      process.env.AZURE_STORAGE_CONNECTION_STRING = server.connectionString;
+      const admin = (await azure.open(`azure://${bucket}`)) as AzureStore;
+      // The SDK only calls toString() on the permissions it is given; this spares a direct dependency on it.
+      const permissions = { toString: () => "racwdl" } as Parameters<
+        AzureStore["containerClient"]["generateSasUrl"]
+      >[0]["permissions"];
+      const url = await admin.containerClient.generateSasUrl({
+        permissions,
+        expiresOn: new Date(Date.now() + 6 * 3600_000),
+      });
+      await admin.close();
+      sas.set(bucket, url);
+    },
+    async open(bucket, prefix, params = "") {
+      const url = sas.get(bucket);
+      if (!url) throw new Error(`bench: container ${bucket} was not created by this run.`);
+      process.env.AZURE_STORAGE_CONNECTION_STRING = `BlobEndpoint=${server.endpoint};SharedAccessSignature=${new URL(url).search.slice(1)}`;
+      try {
+        return await azure.open(`azure://${bucket}/${prefix}${params ? `?${params.replace(/^&/, "")}` : ""}`);
+      } finally {
+        process.env.AZURE_STORAGE_CONNECTION_STRING = server.connectionString;
+      }
+    },
+    rclone(bucket, prefix) {
+      const url = sas.get(bucket);
+      if (!url) throw new Error(`bench: container ${bucket} was not created by this run.`);
+      return { path: `az:${bucket}/${prefix}`, env: rcloneEnv("az", { type: "azureblob", sas_url: url }) };
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Local files
+
+/** A set of equal-sized files: `count` files of `size` bytes; small ones spread over 16 folders. */
+export interface FileSet {
+  tag: string;
+  count: number;
+  size: number;
+}
+
+export const SMALL: FileSet = {
+  tag: "2000x64k",
+  count: Math.max(1, Math.round(2000 * SCALE)),
+  size: 64 * KiB,
+};
+export const BIG: FileSet = { tag: "4x64m", count: Math.max(1, Math.round(4 * SCALE)), size: 64 * MiB };
+
+const setDir = (set: FileSet) => join(BENCH_DATA, `transfer-${set.count}x${set.size}`);
+const keyOf = (set: FileSet, i: number) =>
+  set.count > 16
+    ? `${String(i % 16).padStart(2, "0")}/f${String(i).padStart(5, "0")}.bin`
+    : `f${String(i).padStart(5, "0")}.bin`;
+
+/** Writes the files of `set` (random bytes) under bench/.data once; later runs reuse them. */
+async function makeFiles(set: FileSet): Promise<string> {
+  const dir = setDir(set);
+  if (existsSync(join(dir, "READY"))) return join(dir, "files");
+  rmSync(dir, { recursive: true, force: true });
+  for (let i = 0; i < set.count; i++) {
+    const file = join(dir, "files", keyOf(set, i));
+    await mkdir(dirname(file), { recursive: true });
+    await writeFile(file, randomBytes(set.size));
+  }
+  writeFileSync(join(dir, "READY"), "");
+  return join(dir, "files");
+}
+
+/** Relative paths of the files under `dir`, `/`-separated. */
+export async function filesUnder(dir: string, prefix = ""): Promise<string[]> {
+  const out: string[] = [];
+  for (const e of await readdir(join(dir, prefix), { withFileTypes: true })) {
+    const rel = prefix ? `${prefix}/${e.name}` : e.name;
+    if (e.isDirectory()) out.push(...(await filesUnder(dir, rel)));
+    else out.push(rel);
+  }
+  return out;
+}
+
+/** Throws unless `dir` holds exactly `set`'s files at their size. */
+async function checkFiles(dir: string, set: FileSet, who: string): Promise<void> {
+  const names = await filesUnder(dir);
+  if (names.length !== set.count)
+    throw new Error(`${who} left ${names.length} files, expected ${set.count}.`);
+  for (const name of names) {
+    if ((await stat(join(dir, name))).size !== set.size)
+      throw new Error(`${who} left ${name} of the wrong size.`);
+  }
+}
+
+/** Throws unless `store` lists exactly `set`'s objects at their size. */
+async function checkObjects(store: ObjectStore, set: FileSet, who: string): Promise<void> {
+  let n = 0;
+  for await (const info of store.list("")) {
+    n++;
+    if (info.size !== set.size)
+      throw new Error(`${who} wrote ${info.key} of ${info.size} bytes, not ${set.size}.`);
+  }
+  if (n !== set.count) throw new Error(`${who} wrote ${n} objects, expected ${set.count}.`);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The cases
+
+/** Uploads every file of `dir` to `store`, `PARALLEL` at a time, each streamed from disk with its size. */
+async function putAll(store: ObjectStore, dir: string): Promise<void> {
+  const limit = pLimit(PARALLEL);
+  const names = await filesUnder(dir);
+  await Promise.all(
+    names.map((name) =>
+      limit(async () => {
+        const path = join(dir, name);
+        const { size } = await stat(path);
+        await store.put(name, createReadStream(path, { highWaterMark: MiB }), { size });
+      }),
+    ),
+  );
+}
+
+/** Downloads every object of `store` into `dir` (listing included, as rclone lists too), `PARALLEL` at a time. */
+async function getAll(store: ObjectStore, dir: string): Promise<void> {
+  const keys: string[] = [];
+  for await (const info of store.list("")) keys.push(info.key);
+  for (const folder of new Set(keys.map((k) => dirname(join(dir, k)))))
+    await mkdir(folder, { recursive: true });
+  const limit = pLimit(PARALLEL);
+  await Promise.all(
+    keys.map((key) =>
+      limit(async () => {
+        await pipeline((await store.get(key)).body, createWriteStream(join(dir, key)));
+      }),
+    ),
+  );
+}
+
+interface TransferCase {
+  remote: "s3" | "azure";
+  direction: "up" | "down";
+  set: FileSet;
+  /** Extra store URL parameters, `&name=value…`, and a word for them in the name. */
+  params?: { url: string; label: string };
+}
+
+function transferCase({ remote, direction, set, params }: TransferCase): Case {
+  const name = `${remote}-${direction}-${set.tag}${params ? `-${params.label}` : ""}`;
+  const what = `${set.count} × ${set.size >= MiB ? `${set.size / MiB} MiB` : `${set.size / KiB} KiB`}`;
+  return {
+    name,
+    async setup() {
+      ensureRclone();
+      await makeFiles(set);
+    },
+    async run() {
+      const source = await makeFiles(set);
+      const out = join(BENCH_DATA, `${name}-out`);
+      rmSync(out, { recursive: true, force: true });
+      const r = remote === "s3" ? await startS3Remote() : await startAzureRemote();
+      try {
+        await r.create("cairn");
+        await r.create("rclone");
+        let cairnMs: number;
+        let rcloneMs: number;
+        if (direction === "up") {
+          const store = await r.open("cairn", "t", params?.url);
+          const t0 = performance.now();
+          await putAll(store, source);
+          cairnMs = performance.now() - t0;
+          await checkObjects(store, set, "cairn");
+          await store.close();
+          const to = r.rclone("rclone", "t");
+          rcloneMs = await rcloneCopy(source, to.path, to.env);
+          const check = await r.open("rclone", "t");
+          await checkObjects(check, set, "rclone");
+          await check.close();
+        } else {
+          // Both read the same objects, put there by rclone (not measured).
+          const seed = r.rclone("cairn", "t");
+          await rcloneCopy(source, seed.path, seed.env);
+          const store = await r.open("cairn", "t", params?.url);
+          const t0 = performance.now();
+          await getAll(store, join(out, "cairn"));
+          cairnMs = performance.now() - t0;
+          await store.close();
+          await checkFiles(join(out, "cairn"), set, "cairn");
+          rcloneMs = await rcloneCopy(seed.path, join(out, "rclone"), seed.env);
+          await checkFiles(join(out, "rclone"), set, "rclone");
+        }
+        const ratio = cairnMs / rcloneMs;
+        return {
+          name,
+          ms: cairnMs,
+          items: (set.count * set.size) / MiB,
+          unit: "MiB",
+          files: set.count,
+          bytes: set.count * set.size,
+          rcloneMs,
+          ratio,
+          note:
+            `${what} ${direction === "up" ? "folder → " : ""}${remote === "s3" ? "s3rver" : "Azurite"}${direction === "down" ? " → folder" : ""}` +
+            `${params ? ` (${params.url.replace(/^&/, "")})` : ""}${set.size < MiB ? `, ${Math.round(set.count / (cairnMs / 1000))} files/s` : ""}; rclone copy ${seconds(rcloneMs)}; ` +
+            `ratio ${ratio.toFixed(2)} (target ≤ 1.0, ≤ 256 MB); ${PARALLEL} at a time${scaleNote}`,
+        };
+      } finally {
+        await r.server.stop();
+        rmSync(out, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+/**
+ * Folder → emulator and back for 2,000 × 64 KiB and 4 × 64 MiB files. S3 uploads of large files also run with
+ * `singlePutLimit=100` (one streamed PUT instead of a multipart upload, which s3rver assembles slowly); rclone
+ * sends files under 200 MiB in one PUT as well.
+ */
+export const STORE_CASES: Case[] = [
+  transferCase({ remote: "s3", direction: "up", set: SMALL }),
+  transferCase({ remote: "s3", direction: "down", set: SMALL }),
+  transferCase({ remote: "s3", direction: "up", set: BIG }),
+  transferCase({
+    remote: "s3",
+    direction: "up",
+    set: BIG,
+    params: { url: "&singlePutLimit=100", label: "singleput" },
+  }),
+  transferCase({ remote: "s3", direction: "down", set: BIG }),
+  transferCase({ remote: "azure", direction: "up", set: SMALL }),
+  transferCase({ remote: "azure", direction: "down", set: SMALL }),
+  transferCase({ remote: "azure", direction: "up", set: BIG }),
+  transferCase({ remote: "azure", direction: "down", set: BIG }),
+];
