@@ -160,10 +160,26 @@ describe("writeLine", () => {
     const { output } = sink();
     const writer = writeDump({ ...base, output });
     await writer.writeLine("tag", '{"type":"tag","repository":"r","name":"v1","commitId":"c1"}');
-    await expectManifestError(writer.writeLine("branch", '{"type":"branch"}'), "OUT_OF_ORDER");
-    await expectManifestError(writer.writeLine("nope", '{"type":"nope"}'), "INVALID_RECORD");
-    await expectManifestError(writer.writeLine("commit", '["type","commit"]'), "INVALID_RECORD");
-    await expectManifestError(writer.writeLine("commit", '{"type":"commit",\n"id":"c"}'), "INVALID_RECORD");
+    await expectManifestError(
+      writer.writeLine("branch", '{"type":"branch"}'),
+      "OUT_OF_ORDER",
+      /record 2 of type "branch" comes after the "tag" section/,
+    );
+    await expectManifestError(
+      writer.writeLine("nope", '{"type":"nope"}'),
+      "INVALID_RECORD",
+      /record 2 has type "nope", which is not one of the sections/,
+    );
+    await expectManifestError(
+      writer.writeLine("commit", '["type","commit"]'),
+      "INVALID_RECORD",
+      /record 2 is not a JSON object on one line/,
+    );
+    await expectManifestError(
+      writer.writeLine("commit", '{"type":"commit",\n"id":"c"}'),
+      "INVALID_RECORD",
+      /record 2 is not a JSON object on one line/,
+    );
     const footer = await writer.end();
     expect(footer.counts).toMatchObject({ tag: 1, commit: 0 });
   });
