@@ -2,8 +2,12 @@
 //   node dynamo-raw.js write <endpoint> <table> <sqlite-db>  creates <table> and writes every key/value of the
 //     SQLite engine as the DynamoDB engine lays out a short key (p = 0x01 ‖ partition, s = key, v = value), with
 //     BatchWriteItem: 8 requests in flight, 25 items each, unprocessed items sent again;
-//   node dynamo-raw.js scan <endpoint> <table>  reads the whole table with one Scan after another.
-// Prints one JSON line: { ms, items, peakRssMb }. Only the writing or scanning is timed.
+//   node dynamo-raw.js scan <endpoint> <table>  reads the whole table with one Scan after another;
+//   node dynamo-raw.js load <endpoint> <table> <dump-file>  loads the dump with the engine (the set-up of the dump
+//     and list cases, kept out of their process so that their peak RSS is their own).
+// Prints one JSON line: { ms, items, peakRssMb }. Only the writing, scanning or loading is timed.
+
+import { createReadStream } from "node:fs";
 import {
   BatchWriteItemCommand,
   CreateTableCommand,
@@ -11,12 +15,17 @@ import {
   ScanCommand,
   type WriteRequest,
 } from "@aws-sdk/client-dynamodb";
+import { ENGINE_DUMP_SCHEMAS, loadEngine } from "@cairn/core";
+import { factory as dynamodb } from "@cairn/engine-dynamodb";
 import { factory as sqlite } from "@cairn/engine-sqlite";
+import { readDump } from "@cairn/manifest";
 import { EMULATOR_CREDENTIALS } from "@cairn/testkit/servers";
 
-const [mode, endpoint, table, db] = process.argv.slice(2);
-if ((mode !== "write" && mode !== "scan") || !endpoint || !table || (mode === "write" && !db)) {
-  console.error("usage: dynamo-raw.js write <endpoint> <table> <sqlite-db> | scan <endpoint> <table>");
+const [mode, endpoint, table, file] = process.argv.slice(2);
+if (!["write", "scan", "load"].includes(mode!) || !endpoint || !table || (mode !== "scan" && !file)) {
+  console.error(
+    "usage: dynamo-raw.js write <endpoint> <table> <sqlite-db> | scan <endpoint> <table> | load <endpoint> <table> <dump-file>",
+  );
   process.exit(2);
 }
 const client = new DynamoDBClient({
@@ -41,7 +50,7 @@ async function write(): Promise<{ ms: number; items: number }> {
       ],
     }),
   );
-  const engine = await sqlite.open(`sqlite://${db}`);
+  const engine = await sqlite.open(`sqlite://${file}`);
   const items: WriteRequest[] = [];
   for await (const partition of engine.partitions()) {
     const p = Buffer.concat([Buffer.from([1]), Buffer.from(partition, "utf8")]);
@@ -80,6 +89,27 @@ async function scan(): Promise<{ ms: number; items: number }> {
   return { ms: performance.now() - t0, items };
 }
 
-const result = mode === "write" ? await write() : await scan();
+async function load(): Promise<{ ms: number; items: number }> {
+  Object.assign(process.env, {
+    AWS_ACCESS_KEY_ID: EMULATOR_CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: EMULATOR_CREDENTIALS.secretAccessKey,
+  });
+  const engine = await dynamodb.open(
+    `dynamodb://${table}?region=us-east-1&endpoint=${encodeURIComponent(endpoint!)}`,
+  );
+  try {
+    const t0 = performance.now();
+    const result = await loadEngine(
+      engine,
+      readDump(createReadStream(file!), { schemas: ENGINE_DUMP_SCHEMAS }),
+    );
+    const items = Object.values(result.counts).reduce((a, b) => a + b, 0);
+    return { ms: performance.now() - t0, items };
+  } finally {
+    await engine.close();
+  }
+}
+
+const result = mode === "write" ? await write() : mode === "scan" ? await scan() : await load();
 client.destroy();
 process.stdout.write(`${JSON.stringify({ ...result, peakRssMb: process.resourceUsage().maxRSS / 1024 })}\n`);

@@ -63,6 +63,7 @@ function timed<T>(fn: () => T): { ms: number; value: T } {
   return { ms: performance.now() - t0, value };
 }
 
+const count = (n: number) => n.toLocaleString("en-US");
 const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 const mb = (file: string) => `${(statSync(file).size / 1e6).toFixed(0)} MB`;
 
@@ -174,7 +175,6 @@ const TARGET_DUMP = "target ≤ 5 s, within 2× of the server's tool, ≤ 256 MB
 const TARGET_LOAD = "target ≤ 10 s, ≤ 256 MB";
 
 function serverCases(server: Server, set: EngineSet): Case[] {
-  const size = set.staged === 1_000_000 ? "1m" : `${set.staged}`;
   const loadName = `${server.kind}-load-1m`;
   const dumpName = `${server.kind}-dump-1m`;
   const listName = `${server.kind}-list-1m`;
@@ -212,7 +212,7 @@ function serverCases(server: Server, set: EngineSet): Case[] {
             ms,
             items: records,
             unit: "records",
-            note: `loadEngine of ${size} staged + ${set.commits} commits from a file; ${TARGET_LOAD}${scaled}`,
+            note: `loadEngine of ${count(set.staged)} staged + ${count(set.commits)} commits from a file; ${TARGET_LOAD}${scaled}`,
           };
         } finally {
           await engine.close();
@@ -304,10 +304,20 @@ async function withDynalite<T>(fn: (endpoint: string) => Promise<T>): Promise<T>
 const dynamoUrl = (endpoint: string, table: string) =>
   `dynamodb://${table}?region=us-east-1&endpoint=${encodeURIComponent(endpoint)}`;
 
-/** The raw DynamoDB API on the same data, in a process of its own (so its memory is not the case's). */
-function raw(mode: "write" | "scan", endpoint: string, table: string, set: EngineSet) {
-  const out = exec(process.execPath, [join(here, "dynamo-raw.js"), mode, endpoint, table, engineDb(set)]);
+/**
+ * The raw DynamoDB API on the same data (`write`, `scan`), or the engine loading a dump (`load`), in a process
+ * of its own: its memory is not the case's.
+ */
+function raw(mode: "write" | "scan" | "load", endpoint: string, table: string, set: EngineSet) {
+  const file = mode === "load" ? dumpFile(set) : engineDb(set);
+  const out = exec(process.execPath, [join(here, "dynamo-raw.js"), mode, endpoint, table, file]);
   return JSON.parse(out.trim().split("\n").at(-1)!) as { ms: number; items: number; peakRssMb: number };
+}
+
+/** The data set loaded into a new table by another process; the engine open on it. */
+async function preloaded(endpoint: string, set: EngineSet): Promise<MetadataEngine> {
+  raw("load", endpoint, "cairn-bench", set);
+  return dynamodb.open(dynamoUrl(endpoint, "cairn-bench"));
 }
 
 /** Opens a DynamoDB engine on a new table (created before the clock starts) and loads the data set. */
@@ -319,7 +329,6 @@ async function dynamoLoaded(endpoint: string, set: EngineSet) {
 }
 
 function dynamoCases(set: EngineSet): Case[] {
-  const size = set.staged === 100_000 ? "100k" : `${set.staged}`;
   const rate = (items: number, ms: number) => `${Math.round(items / (ms / 1000)).toLocaleString("en-US")}/s`;
   return [
     {
@@ -340,7 +349,7 @@ function dynamoCases(set: EngineSet): Case[] {
             unit: "records",
             rawMs: base.ms,
             rawItems: base.items,
-            note: `loadEngine of ${size} staged + ${set.commits} commits into dynalite; raw BatchWriteItem (8 × 25) of the same ${base.items} items ${seconds(base.ms)} = ${rate(base.items, base.ms)}, peak RSS ${Math.round(base.peakRssMb)} MB; load at ${(100 * share).toFixed(0)}% of the raw rate, target ≥ 80%${scaled}`,
+            note: `loadEngine of ${count(set.staged)} staged + ${count(set.commits)} commits into dynalite; raw BatchWriteItem (8 × 25) of the same ${count(base.items)} items ${seconds(base.ms)} = ${rate(base.items, base.ms)}, peak RSS ${Math.round(base.peakRssMb)} MB; load at ${(100 * share).toFixed(0)}% of the raw rate, target ≥ 80%${scaled}`,
           };
         });
       },
@@ -352,7 +361,7 @@ function dynamoCases(set: EngineSet): Case[] {
       },
       run: () =>
         withDynalite(async (endpoint) => {
-          const { engine } = await dynamoLoaded(endpoint, set);
+          const engine = await preloaded(endpoint, set);
           const file = join(DATA, "dynamodb-dump-100k.dump.json");
           let ms: number;
           let records: number;
@@ -372,7 +381,7 @@ function dynamoCases(set: EngineSet): Case[] {
             items: records,
             unit: "records",
             rawMs: scan.ms,
-            note: `${size}; raw Scan of the whole table (${scan.items} items, one segment) ${seconds(scan.ms)}: ${(ms / scan.ms).toFixed(1)}×${scaled}`,
+            note: `${size}; raw Scan of the whole table (${count(scan.items)} items, one segment) ${seconds(scan.ms)}: ${(ms / scan.ms).toFixed(1)}×${scaled}`,
           };
         }),
     },
@@ -383,7 +392,7 @@ function dynamoCases(set: EngineSet): Case[] {
       },
       run: () =>
         withDynalite(async (endpoint) => {
-          const { engine } = await dynamoLoaded(endpoint, set);
+          const engine = await preloaded(endpoint, set);
           try {
             const { ms, entries } = await listStaged(engine);
             if (entries !== set.staged + 1)
