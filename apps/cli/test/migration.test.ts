@@ -144,7 +144,7 @@ async function pipe(from: string, to: string): Promise<string> {
   return Buffer.concat(through).toString("utf8");
 }
 
-const sources = new Map<Kind, { url: string; dump: Dump; view: unknown }>();
+const sources = new Map<Kind, { url: string; view: unknown }>();
 
 beforeAll(async () => {
   // allSettled: the folder is removed after a failure, so no build may still be running then.
@@ -152,8 +152,7 @@ beforeAll(async () => {
     ENGINES.map(async (kind) => {
       const url = engineUrl(kind, "source");
       await build(kind, url);
-      const dump = parseDump(await on(url).ok(["dump", url, "-"]));
-      sources.set(kind, { url, dump, view: await view(url) });
+      sources.set(kind, { url, view: await view(url) });
     }),
   );
   for (const b of built) if (b.status === "rejected") throw b.reason;
@@ -206,16 +205,17 @@ describe.concurrent("migration between engines: dump | load, then the repository
         const source = sources.get(from)!;
         const target = engineUrl(to, `from-${from}`);
         const piped = parseDump(await pipe(source.url, target));
-        expect(piped.records).toEqual(source.dump.records);
+        // The source's dump, as it went through the pipe.
+        expect(piped.header.source.engine).toBe(from);
+        expect(piped.footer.counts).toMatchObject({ repository: 1, branch: 2, tag: 1, staged: 2 });
 
         // The target dumps the same records, in the same order, with the same counts and digest.
         const again = parseDump(await on(target).ok(["dump", target, "-"]));
         expect(again.header.source.engine).toBe(to);
-        expect(again.header.format).toBe(source.dump.header.format);
-        expect(again.header.sections).toEqual(source.dump.header.sections);
-        expect(again.records).toEqual(source.dump.records);
-        expect(again.footer).toEqual(source.dump.footer);
-        expect(again.footer.counts).toMatchObject({ repository: 1, branch: 2, tag: 1, staged: 2 });
+        expect(again.header.format).toBe(piped.header.format);
+        expect(again.header.sections).toEqual(piped.header.sections);
+        expect(again.records).toEqual(piped.records);
+        expect(again.footer).toEqual(piped.footer);
 
         // The repository works there: listing, log, the uncommitted changes and their bytes, then a commit of them.
         expect(await view(target)).toEqual(source.view);
