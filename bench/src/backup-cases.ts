@@ -15,13 +15,17 @@ import { freePort, startServer, type TestServer } from "@cairn/testkit/servers";
 import type { Case } from "./cases.js";
 import {
   BENCH_DATA,
+  cpuNote,
   ensureRclone,
+  figures,
   type Remote,
   rcloneCopy,
   SCALE,
   s3Remote,
   scaleNote,
   seconds,
+  type Timing,
+  timed,
 } from "./store-cases.js";
 
 const KiB = 1024;
@@ -108,6 +112,8 @@ interface State {
   /** Objects and bytes of the first snapshot. */
   objects: number;
   bytes: number;
+  /** `rclone copy` of the namespace folder to the bucket `rclone` of the same s3rver, right after. */
+  rcloneMs: number;
   /** Where the first backup was timed: the `backup-first` run, or a set-up that needed one. */
   measuredIn: "run" | "setup";
 }
@@ -145,36 +151,50 @@ async function withS3<T>(fn: (remote: Remote) => Promise<T>): Promise<T> {
 }
 
 /** One timed backup of the repository in `dir` (remapped when it is a clone) to the location. */
-async function backupOnce(remote: Remote, dir: string): Promise<{ ms: number; result: BackupResult }> {
+async function backupOnce(remote: Remote, dir: string): Promise<Timing & { result: BackupResult }> {
   const { cairn, close } = await openRepo(
     dir,
     dir === BASE ? undefined : { from: nsOf(BASE), to: nsOf(dir) },
   );
   const target = await remote.open(BUCKET, "cairn");
   try {
-    const t0 = performance.now();
-    const result = await backupRepository(cairn, "bench", target, { parallel: PARALLEL });
-    return { ms: performance.now() - t0, result };
+    const { value: result, ...timing } = await timed(() =>
+      backupRepository(cairn, "bench", target, { parallel: PARALLEL }),
+    );
+    return { ...timing, result };
   } finally {
     await target.close();
     await close();
   }
 }
 
-/** A fresh backup location holding one backup of the repository; its time becomes the reference. */
+/**
+ * A fresh backup location holding one backup of the repository, and beside it (bucket `rclone`) rclone's copy of
+ * the same namespace folder; the backup's time becomes the reference of the later ones.
+ */
 async function firstBackup(base: string, remote: Remote, measuredIn: State["measuredIn"]) {
   await remote.create(BUCKET);
-  const { ms, result } = await backupOnce(remote, BASE);
+  const timing = await backupOnce(remote, BASE);
+  const { result } = timing;
+  await remote.create("rclone");
+  const rclone = await rcloneToBucket(remote, BASE);
   const state: State = {
     base,
-    firstMs: ms,
+    firstMs: timing.ms,
     firstSnapshot: result.snapshot.id,
     objects: result.snapshot.counts.objects,
     bytes: result.snapshot.counts.bytes,
+    rcloneMs: rclone.ms,
     measuredIn,
   };
   writeFileSync(STATE, JSON.stringify(state, null, 2));
-  return { ms, result, state };
+  return { timing, result, rclone, state };
+}
+
+/** `rclone copy` of the namespace folder of the repository in `dir` to the bucket `rclone`, as a user would sync it. */
+function rcloneToBucket(remote: Remote, dir: string): Promise<Timing> {
+  const to = remote.rclone("rclone", "namespace");
+  return rcloneCopy(join(dir, "data"), to.path, to);
 }
 
 function wipeLocation(): void {
@@ -187,11 +207,15 @@ async function ensureFirst(): Promise<State> {
   ensureRclone();
   const base = await ensureBase();
   const state = readState();
-  if (state?.base === base && existsSync(S3_DIR)) return state;
+  if (state?.base === base && state.rcloneMs !== undefined && existsSync(S3_DIR)) return state;
   wipeLocation();
   console.error("bench: no first backup yet; making one (its time becomes the reference)");
   return (await withS3((remote) => firstBackup(base, remote, "setup"))).state;
 }
+
+/** rclone's repeated copy against its first one: `rclone copy again 9.1 s = 14 % of its first`. */
+const againRclone = (rclone: Timing, state: State) =>
+  `rclone copy onto its first copy ${seconds(rclone.ms)} = ${((100 * rclone.ms) / state.rcloneMs).toFixed(1)} % of its first ${seconds(state.rcloneMs)}`;
 
 const gb = (bytes: number) => `${(bytes / 1e9).toFixed(2)} GB`;
 
@@ -235,23 +259,17 @@ export const BACKUP_CASES: Case[] = [
       const base = await ensureBase();
       wipeLocation();
       return withS3(async (remote) => {
-        const { ms, result } = await firstBackup(base, remote, "run");
-        // The same namespace folder, copied by rclone to the same s3rver.
-        await remote.create("rclone");
-        const to = remote.rclone("rclone", "namespace");
-        const rcloneMs = await rcloneCopy(join(BASE, "data"), to.path, to.env);
-        const ratio = ms / rcloneMs;
+        const { timing, result, rclone } = await firstBackup(base, remote, "run");
         const { objects, bytes } = result.snapshot.counts;
         return {
           name: "backup-first-10k",
-          ms,
+          ms: timing.ms,
           items: objects,
           unit: "objects",
           bytes,
           copied: result.copied,
-          rcloneMs,
-          ratio,
-          note: `${objects} objects, ${gb(bytes)} folder → s3rver; rclone copy of the namespace folder ${seconds(rcloneMs)}; ratio ${ratio.toFixed(2)} (target ≤ 1.0, ≤ 256 MB); ${parallelNote}${scaleNote}`,
+          ...figures(timing, rclone),
+          note: `${objects} objects, ${gb(bytes)} folder → s3rver; rclone copy of the namespace folder ${seconds(rclone.ms)}; ratio ${(timing.ms / rclone.ms).toFixed(2)} (target ≤ 1.0, ≤ 256 MB); ${parallelNote}; ${cpuNote(timing, rclone, "s3rver")}${scaleNote}`,
         };
       });
     },
@@ -264,9 +282,12 @@ export const BACKUP_CASES: Case[] = [
     async run() {
       const state = await ensureFirst();
       return withS3(async (remote) => {
-        const { ms, result } = await backupOnce(remote, BASE);
+        const timing = await backupOnce(remote, BASE);
+        const { ms, result } = timing;
         if (result.copied !== 0)
           throw new Error(`a backup with nothing changed copied ${result.copied} objects.`);
+        // rclone's own "nothing changed": the same folder copied again onto its first copy.
+        const rclone = await rcloneToBucket(remote, BASE);
         return {
           name: "backup-again-10k",
           ms,
@@ -275,7 +296,8 @@ export const BACKUP_CASES: Case[] = [
           copied: result.copied,
           firstMs: state.firstMs,
           share: ms / state.firstMs,
-          note: `nothing changed, 0 copied; ${againstFirst(ms, state)}; ${parallelNote}${scaleNote}`,
+          ...figures(timing, rclone),
+          note: `nothing changed, 0 copied; ${againstFirst(ms, state)}; ${againRclone(rclone, state)}; ${parallelNote}; ${cpuNote(timing, rclone, "s3rver")}${scaleNote}`,
         };
       });
     },
@@ -292,7 +314,10 @@ export const BACKUP_CASES: Case[] = [
       if (!existsSync(dir)) await changedClone();
       try {
         return await withS3(async (remote) => {
-          const { ms, result } = await backupOnce(remote, dir);
+          const timing = await backupOnce(remote, dir);
+          const { ms, result } = timing;
+          // rclone's view of the same change: the clone's namespace folder copied onto the first copy.
+          const rclone = await rcloneToBucket(remote, dir);
           return {
             name: "backup-1pct-10k",
             ms,
@@ -302,7 +327,8 @@ export const BACKUP_CASES: Case[] = [
             copiedBytes: result.copiedBytes,
             firstMs: state.firstMs,
             share: ms / state.firstMs,
-            note: `${CHANGED} objects new or replaced and committed: ${result.copied} copied (with the trees' new ranges), ${(result.copiedBytes / 1e6).toFixed(1)} MB; ${againstFirst(ms, state)}; ${parallelNote}${scaleNote}`,
+            note: `${CHANGED} objects new or replaced and committed: ${result.copied} copied (with the trees' new ranges), ${(result.copiedBytes / 1e6).toFixed(1)} MB; ${againstFirst(ms, state)}; ${againRclone(rclone, state)}; ${parallelNote}; ${cpuNote(timing, rclone, "s3rver")}${scaleNote}`,
+            ...figures(timing, rclone),
           };
         });
       } finally {
@@ -323,16 +349,17 @@ export const BACKUP_CASES: Case[] = [
         return await withS3(async (remote) => {
           const { cairn, close } = await openRepo(dir);
           const backup = await remote.open(BUCKET, "cairn");
-          let ms: number;
+          let timing: Timing;
           let copied: number;
           try {
-            const t0 = performance.now();
-            const result = await restoreRepository(cairn, backup, {
-              snapshot: state.firstSnapshot,
-              namespace: nsOf(dir),
-              parallel: PARALLEL,
-            });
-            ms = performance.now() - t0;
+            const { value: result, ...t } = await timed(() =>
+              restoreRepository(cairn, backup, {
+                snapshot: state.firstSnapshot,
+                namespace: nsOf(dir),
+                parallel: PARALLEL,
+              }),
+            );
+            timing = t;
             copied = result.copied;
           } finally {
             await backup.close();
@@ -342,15 +369,15 @@ export const BACKUP_CASES: Case[] = [
             throw new Error(`the restore copied ${copied} objects, not ${state.objects}.`);
           // Reference: rclone bringing the backup's objects down to a folder, the bulk of a restore's work.
           const from = remote.rclone(BUCKET, "cairn/objects");
-          const rcloneMs = await rcloneCopy(from.path, join(dir, "rclone"), from.env);
+          const rclone = await rcloneCopy(from.path, join(dir, "rclone"), from);
           return {
             name: "restore-10k",
-            ms,
+            ms: timing.ms,
             items: copied,
             unit: "objects",
             bytes: state.bytes,
-            rcloneMs,
-            note: `s3rver → new SQLite engine + folder, ${copied} objects, ${gb(state.bytes)}; rclone copy of the backup's objects/ to a folder ${seconds(rcloneMs)} (ratio ${(ms / rcloneMs).toFixed(2)}); ≤ 256 MB; ${parallelNote}${scaleNote}`,
+            ...figures(timing, rclone),
+            note: `s3rver → new SQLite engine + folder, ${copied} objects, ${gb(state.bytes)}; rclone copy of the backup's objects/ to a folder ${seconds(rclone.ms)} (ratio ${(timing.ms / rclone.ms).toFixed(2)}); ≤ 256 MB; ${parallelNote}; ${cpuNote(timing, rclone, "s3rver")}${scaleNote}`,
           };
         });
       } finally {

@@ -2,7 +2,15 @@
 // cairn's store drivers next to `rclone copy` of the same files to the same emulator in the same run.
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createReadStream, createWriteStream, existsSync, rmSync, writeFileSync } from "node:fs";
+import {
+  createReadStream,
+  createWriteStream,
+  existsSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { mkdir, readdir, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -68,14 +76,82 @@ export function rcloneEnv(name: string, options: Record<string, string>): NodeJS
   return env;
 }
 
+/** Wall time of a piece of work, and the CPU time it and the emulator spent on it. */
+export interface Timing {
+  ms: number;
+  /** CPU (user + system) of the process doing the work: this one for cairn, rclone's own for rclone. */
+  cpuMs: number;
+  /** CPU of the emulator meanwhile (Linux; the child processes of this one named `node`). */
+  emulatorCpuMs?: number;
+  /** rclone's peak RSS, from `/usr/bin/time`. */
+  rssMb?: number;
+}
+
 /**
- * `rclone copy from to` with rclone's defaults (4 transfers, 8 checkers), in its own process, so none of its
- * memory counts in the benchmark process's peak RSS. Resolves with the wall time in ms.
+ * CPU time so far of this process's children named `node` (the emulators; rclone is not one), from /proc:
+ * on a 2-core machine an emulator and its client share the CPU, so where the time goes explains a ratio.
  */
-export function rcloneCopy(from: string, to: string, env: NodeJS.ProcessEnv): Promise<number> {
-  return new Promise((resolve, reject) => {
+function emulatorCpuMs(): number | undefined {
+  if (!existsSync("/proc/self/stat")) return undefined;
+  let ticks = 0;
+  for (const pid of readdirSync("/proc")) {
+    if (!/^\d+$/.test(pid)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    } catch {
+      continue;
+    }
+    const close = stat.lastIndexOf(")");
+    // After the command: state, ppid, … utime and stime are the 12th and 13th fields from there.
+    const fields = stat.slice(close + 2).split(" ");
+    if (Number(fields[1]) !== process.pid || stat.slice(stat.indexOf("(") + 1, close) !== "node") continue;
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks * 10; // USER_HZ is 100 on Linux.
+}
+
+/** Times `fn` run in this process: wall time, this process's CPU and the emulator's. */
+export async function timed<T>(fn: () => Promise<T>): Promise<Timing & { value: T }> {
+  const e0 = emulatorCpuMs();
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  const value = await fn();
+  const ms = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  const e1 = emulatorCpuMs();
+  return {
+    value,
+    ms,
+    cpuMs: (c.user + c.system) / 1000,
+    emulatorCpuMs: e0 === undefined || e1 === undefined ? undefined : e1 - e0,
+  };
+}
+
+const TIME = "/usr/bin/time";
+
+/**
+ * `rclone copy from to` with rclone's defaults (4 transfers, 8 checkers) and the remote's flags, in its own process, so none of its
+ * memory counts in the benchmark process's peak RSS; under `/usr/bin/time` where present for its CPU and RSS.
+ */
+export async function rcloneCopy(
+  from: string,
+  to: string,
+  remote: { env: NodeJS.ProcessEnv; flags: readonly string[] },
+): Promise<Timing> {
+  const { env } = remote;
+  const report = join(BENCH_DATA, `rclone-time-${process.pid}.txt`);
+  const wrap = existsSync(TIME);
+  const args = ["copy", ...remote.flags, from, to];
+  const e0 = emulatorCpuMs();
+  const ms = await new Promise<number>((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn("rclone", ["copy", from, to], { env, stdio: ["ignore", "ignore", "pipe"] });
+    const child = wrap
+      ? spawn(TIME, ["-f", "%U %S %M", "-o", report, "rclone", ...args], {
+          env,
+          stdio: ["ignore", "ignore", "pipe"],
+        })
+      : spawn("rclone", args, { env, stdio: ["ignore", "ignore", "pipe"] });
     let stderr = "";
     child.stderr.setEncoding("utf8").on("data", (s: string) => {
       stderr = (stderr + s).slice(-4000);
@@ -87,7 +163,36 @@ export function rcloneCopy(from: string, to: string, env: NodeJS.ProcessEnv): Pr
       else reject(new Error(`rclone copy ${from} ${to} exited ${status}: ${stderr.trim()}`));
     });
   });
+  const e1 = emulatorCpuMs();
+  const emulator = e0 === undefined || e1 === undefined ? undefined : e1 - e0;
+  if (!wrap) return { ms, cpuMs: Number.NaN, emulatorCpuMs: emulator };
+  const [user, system, rssKb] = readFileSync(report, "utf8")
+    .trim()
+    .split("\n")
+    .at(-1)!
+    .split(" ")
+    .map(Number);
+  rmSync(report, { force: true });
+  return { ms, cpuMs: (user! + system!) * 1000, emulatorCpuMs: emulator, rssMb: rssKb! / 1024 };
 }
+
+/** `CPU: cairn 9.1 s + s3rver 8.2 s, rclone 2.0 s + s3rver 6.1 s; rclone peak RSS 70 MB`. */
+export function cpuNote(cairn: Timing, rclone: Timing, emulator: string): string {
+  const cpu = (t: Timing, who: string) =>
+    `${who} ${seconds(t.cpuMs)}${t.emulatorCpuMs === undefined ? "" : ` + ${emulator} ${seconds(t.emulatorCpuMs)}`}`;
+  return `CPU: ${cpu(cairn, "cairn")}, ${cpu(rclone, "rclone")}${rclone.rssMb ? `; rclone peak RSS ${Math.round(rclone.rssMb)} MB` : ""}`;
+}
+
+/** The figures of a cairn/rclone pair for the JSON results. */
+export const figures = (cairn: Timing, rclone: Timing) => ({
+  cpuMs: cairn.cpuMs,
+  emulatorCpuMs: cairn.emulatorCpuMs,
+  rcloneMs: rclone.ms,
+  rcloneCpuMs: rclone.cpuMs,
+  rcloneEmulatorCpuMs: rclone.emulatorCpuMs,
+  rcloneRssMb: rclone.rssMb,
+  ratio: cairn.ms / rclone.ms,
+});
 
 // ---------------------------------------------------------------------------------------------------------------
 // The emulators
@@ -100,8 +205,8 @@ export interface Remote {
   create(bucket: string): Promise<void>;
   /** cairn's store on `bucket` under `prefix`, with extra URL parameters (`&name=value…`). */
   open(bucket: string, prefix: string, params?: string): Promise<ObjectStore>;
-  /** rclone's name of `bucket/prefix` and the environment that configures it. */
-  rclone(bucket: string, prefix: string): { path: string; env: NodeJS.ProcessEnv };
+  /** rclone's name of `bucket/prefix`, the environment that configures it and the flags it needs. */
+  rclone(bucket: string, prefix: string): { path: string; env: NodeJS.ProcessEnv; flags: readonly string[] };
 }
 
 /** A remote on an s3rver at `endpoint` (the access key it insists on; any secret). */
@@ -124,7 +229,9 @@ export function s3Remote(server: TestServer, endpoint: string): Remote {
     server,
     create: (bucket) => createBucket(endpoint, bucket),
     open: (bucket, prefix, params = "") => s3.open(`s3://${bucket}/${prefix}?endpoint=${endpoint}${params}`),
-    rclone: (bucket, prefix) => ({ path: `bench:${bucket}/${prefix}`, env }),
+    // s3rver answers a delimited listing of a folder two levels above its objects (objects/ab/cd/…) with an empty
+    // page, so rclone's default folder-by-folder listing sees nothing there; one recursive listing sees it all.
+    rclone: (bucket, prefix) => ({ path: `bench:${bucket}/${prefix}`, env, flags: ["--fast-list"] }),
   };
 }
 
@@ -173,7 +280,11 @@ export async function startAzureRemote(): Promise<Remote> {
     rclone(bucket, prefix) {
       const url = sas.get(bucket);
       if (!url) throw new Error(`bench: container ${bucket} was not created by this run.`);
-      return { path: `az:${bucket}/${prefix}`, env: rcloneEnv("az", { type: "azureblob", sas_url: url }) };
+      return {
+        path: `az:${bucket}/${prefix}`,
+        env: rcloneEnv("az", { type: "azureblob", sas_url: url }),
+        flags: [],
+      };
     },
   };
 }
@@ -307,47 +418,43 @@ function transferCase({ remote, direction, set, params }: TransferCase): Case {
       try {
         await r.create("cairn");
         await r.create("rclone");
-        let cairnMs: number;
-        let rcloneMs: number;
+        let cairn: Timing;
+        let rclone: Timing;
         if (direction === "up") {
           const store = await r.open("cairn", "t", params?.url);
-          const t0 = performance.now();
-          await putAll(store, source);
-          cairnMs = performance.now() - t0;
+          cairn = await timed(() => putAll(store, source));
           await checkObjects(store, set, "cairn");
           await store.close();
           const to = r.rclone("rclone", "t");
-          rcloneMs = await rcloneCopy(source, to.path, to.env);
+          rclone = await rcloneCopy(source, to.path, to);
           const check = await r.open("rclone", "t");
           await checkObjects(check, set, "rclone");
           await check.close();
         } else {
           // Both read the same objects, put there by rclone (not measured).
           const seed = r.rclone("cairn", "t");
-          await rcloneCopy(source, seed.path, seed.env);
+          await rcloneCopy(source, seed.path, seed);
           const store = await r.open("cairn", "t", params?.url);
-          const t0 = performance.now();
-          await getAll(store, join(out, "cairn"));
-          cairnMs = performance.now() - t0;
+          cairn = await timed(() => getAll(store, join(out, "cairn")));
           await store.close();
           await checkFiles(join(out, "cairn"), set, "cairn");
-          rcloneMs = await rcloneCopy(seed.path, join(out, "rclone"), seed.env);
+          rclone = await rcloneCopy(seed.path, join(out, "rclone"), seed);
           await checkFiles(join(out, "rclone"), set, "rclone");
         }
-        const ratio = cairnMs / rcloneMs;
+        const emulator = remote === "s3" ? "s3rver" : "Azurite";
+        const ratio = cairn.ms / rclone.ms;
         return {
           name,
-          ms: cairnMs,
+          ms: cairn.ms,
           items: (set.count * set.size) / MiB,
           unit: "MiB",
           files: set.count,
           bytes: set.count * set.size,
-          rcloneMs,
-          ratio,
+          ...figures(cairn, rclone),
           note:
-            `${what} ${direction === "up" ? "folder → " : ""}${remote === "s3" ? "s3rver" : "Azurite"}${direction === "down" ? " → folder" : ""}` +
-            `${params ? ` (${params.url.replace(/^&/, "")})` : ""}${set.size < MiB ? `, ${Math.round(set.count / (cairnMs / 1000))} files/s` : ""}; rclone copy ${seconds(rcloneMs)}; ` +
-            `ratio ${ratio.toFixed(2)} (target ≤ 1.0, ≤ 256 MB); ${PARALLEL} at a time${scaleNote}`,
+            `${what} ${direction === "up" ? `folder → ${emulator}` : `${emulator} → folder`}` +
+            `${params ? ` (${params.url.replace(/^&/, "")})` : ""}${set.size < MiB ? `, ${Math.round(set.count / (cairn.ms / 1000))} files/s` : ""}; rclone copy ${seconds(rclone.ms)}; ` +
+            `ratio ${ratio.toFixed(2)} (target ≤ 1.0, ≤ 256 MB); ${PARALLEL} at a time; ${cpuNote(cairn, rclone, emulator)}${scaleNote}`,
         };
       } finally {
         await r.server.stop();
