@@ -66,7 +66,7 @@ const cases: [string, string[], number, RegExp, { meta: false }?][] = [
     "unknown scheme in --meta",
     ["repo", "list", "--meta", "nosuch://x"],
     EXIT.UNSUPPORTED,
-    /Unknown metadata engine scheme "nosuch:".*supported: sqlite:\/\//,
+    /Unknown metadata engine scheme "nosuch:" in nosuch:\/\/x; supported: dynamodb:\/\/, mysql:\/\/, redis:\/\/, rediss:\/\/, sqlite:\/\//,
     { meta: false },
   ],
   [
