@@ -9,5 +9,8 @@ export default defineConfig({
     // The AWS SDK's notice that its 2027 releases need Node 22, printed by every process that loads it.
     env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: "true" },
     hookTimeout: 300_000,
+    // Test files mostly wait for the binaries they run, so three run at once even on two cores.
+    maxWorkers: 3,
+    minWorkers: 1,
   },
 });
