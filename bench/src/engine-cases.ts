@@ -6,9 +6,6 @@ import { createReadStream, existsSync, readFileSync, rmSync, statSync, writeFile
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { ENGINE_DUMP_SCHEMAS, loadEngine, type MetadataEngine } from "@cairn/core";
-import { factory as dynamodb } from "@cairn/engine-dynamodb";
-import { factory as mysql } from "@cairn/engine-mysql";
-import { factory as redis } from "@cairn/engine-redis";
 import { readDump } from "@cairn/manifest";
 import { EMULATOR_CREDENTIALS, startDynalite } from "@cairn/testkit/servers";
 import type { Case } from "./cases.js";
@@ -131,8 +128,18 @@ const MYSQL: Server = {
   },
 };
 
-const open = (server: Server, tag: string): Promise<MetadataEngine> =>
-  (server.kind === "redis" ? redis : mysql).open(server.url(tag));
+/**
+ * Engine packages are imported by the benchmark that uses them, so that each benchmark process loads its own
+ * client library only and its peak RSS is its own.
+ */
+const factories = {
+  redis: async () => (await import("@cairn/engine-redis")).factory,
+  mysql: async () => (await import("@cairn/engine-mysql")).factory,
+  dynamodb: async () => (await import("@cairn/engine-dynamodb")).factory,
+};
+
+const open = async (server: Server, tag: string): Promise<MetadataEngine> =>
+  (await factories[server.kind]()).open(server.url(tag));
 
 /** Loads the data set's dump into `engine`; returns the number of records. */
 async function load(engine: MetadataEngine, set: EngineSet): Promise<number> {
@@ -317,12 +324,12 @@ function raw(mode: "write" | "scan" | "load", endpoint: string, table: string, s
 /** The data set loaded into a new table by another process; the engine open on it. */
 async function preloaded(endpoint: string, set: EngineSet): Promise<MetadataEngine> {
   raw("load", endpoint, "cairn-bench", set);
-  return dynamodb.open(dynamoUrl(endpoint, "cairn-bench"));
+  return (await factories.dynamodb()).open(dynamoUrl(endpoint, "cairn-bench"));
 }
 
 /** Opens a DynamoDB engine on a new table (created before the clock starts) and loads the data set. */
 async function dynamoLoaded(endpoint: string, set: EngineSet) {
-  const engine = await dynamodb.open(dynamoUrl(endpoint, "cairn-bench"));
+  const engine = await (await factories.dynamodb()).open(dynamoUrl(endpoint, "cairn-bench"));
   const t0 = performance.now();
   const records = await load(engine, set);
   return { engine, records, loadMs: performance.now() - t0 };

@@ -16,8 +16,7 @@ import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import type { ObjectStore } from "@cairn/core";
-import { type AzureStore, factory as azure } from "@cairn/store-azure";
-import { factory as s3 } from "@cairn/store-s3";
+import type { AzureStore } from "@cairn/store-azure";
 import {
   createBucket,
   createContainer,
@@ -28,6 +27,10 @@ import {
 } from "@cairn/testkit/servers";
 import pLimit from "p-limit";
 import type { Case } from "./cases.js";
+
+/** Store packages are imported by the benchmark that uses them, so each process's peak RSS is its own. */
+const s3 = async () => (await import("@cairn/store-s3")).factory;
+const azure = async () => (await import("@cairn/store-azure")).factory;
 
 /** Where generated data sets live (bench/.data, shared with the other cases, not committed). */
 export const BENCH_DATA = join(dirname(fileURLToPath(import.meta.url)), "..", ".data");
@@ -228,7 +231,8 @@ export function s3Remote(server: TestServer, endpoint: string): Remote {
     kind: "s3",
     server,
     create: (bucket) => createBucket(endpoint, bucket),
-    open: (bucket, prefix, params = "") => s3.open(`s3://${bucket}/${prefix}?endpoint=${endpoint}${params}`),
+    open: async (bucket, prefix, params = "") =>
+      (await s3()).open(`s3://${bucket}/${prefix}?endpoint=${endpoint}${params}`),
     // s3rver answers a delimited listing of a folder two levels above its objects (objects/ab/cd/…) with an empty
     // page, so rclone's default folder-by-folder listing sees nothing there; one recursive listing sees it all.
     rclone: (bucket, prefix) => ({ path: `bench:${bucket}/${prefix}`, env, flags: ["--fast-list"] }),
@@ -255,7 +259,7 @@ export async function startAzureRemote(): Promise<Remote> {
     async create(bucket) {
       await createContainer(server.connectionString, bucket);
       process.env.AZURE_STORAGE_CONNECTION_STRING = server.connectionString;
-      const admin = (await azure.open(`azure://${bucket}`)) as AzureStore;
+      const admin = (await (await azure()).open(`azure://${bucket}`)) as AzureStore;
       // The SDK only calls toString() on the permissions it is given; this spares a direct dependency on it.
       const permissions = { toString: () => "racwdl" } as Parameters<
         AzureStore["containerClient"]["generateSasUrl"]
@@ -272,7 +276,9 @@ export async function startAzureRemote(): Promise<Remote> {
       if (!url) throw new Error(`bench: container ${bucket} was not created by this run.`);
       process.env.AZURE_STORAGE_CONNECTION_STRING = `BlobEndpoint=${server.endpoint};SharedAccessSignature=${new URL(url).search.slice(1)}`;
       try {
-        return await azure.open(`azure://${bucket}/${prefix}${params ? `?${params.replace(/^&/, "")}` : ""}`);
+        return await (await azure()).open(
+          `azure://${bucket}/${prefix}${params ? `?${params.replace(/^&/, "")}` : ""}`,
+        );
       } finally {
         process.env.AZURE_STORAGE_CONNECTION_STRING = server.connectionString;
       }
