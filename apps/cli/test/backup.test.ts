@@ -215,42 +215,49 @@ describe("backup and restore", () => {
     expect(branches.stdout).toBe("");
   });
 
-  it("completes after kill -9 without copying twice", { timeout: 180_000 }, async () => {
-    const bulk = join(cli.dir, "bulk");
-    mkdirSync(bulk);
-    for (let i = 0; i < 300; i++) writeFileSync(join(bulk, `${i}.txt`), `bulk ${i}\n`.repeat(200));
-    await cli.ok(["fs", "upload", "--recursive", bulk, "cairn://origin/main/bulk/"]);
-    await cli.ok(["commit", "cairn://origin/main", "-m", "bulk"]);
+  it("completes after kill -9 without copying twice, for a first backup and for a later one", {
+    timeout: 180_000,
+  }, async () => {
     const target = join(cli.dir, "killed");
-    const child = spawn(
-      process.execPath,
-      [BIN, "backup", "cairn://origin", "--to", file("killed"), "--parallel", "1", "--meta", cli.meta],
-      {
-        cwd: cli.dir,
-        stdio: "ignore",
-      },
-    );
-    await new Promise<void>((resolve) => {
-      const poll = setInterval(() => {
-        if (countFiles(join(target, "objects")) >= 60) {
-          clearInterval(poll);
-          resolve();
-        }
-      }, 20);
-    });
-    child.kill("SIGKILL");
-    await new Promise((r) => child.once("close", r));
-    const before = countFiles(join(target, "objects"));
-    expect(readdirSafe(join(target, "snapshots")).filter((f) => f.endsWith(".json"))).toEqual([]);
-    const [snapshot] = await cli.json<{ copied: number; skipped: number; counts: { objects: number } }>([
-      "backup",
-      "cairn://origin",
-      "--to",
-      file("killed"),
-    ]);
-    expect(snapshot!.skipped).toBeGreaterThanOrEqual(before);
-    expect(snapshot!.copied + snapshot!.skipped).toBe(snapshot!.counts.objects);
-    expect(countFiles(join(target, "objects"))).toBe(snapshot!.counts.objects);
+    // Adds 300 files in one commit, starts a backup, kills it once it copied 60 objects, and runs it again.
+    const interruptAndRerun = async (round: number) => {
+      const bulk = join(cli.dir, `bulk-${round}`);
+      mkdirSync(bulk);
+      for (let i = 0; i < 300; i++) writeFileSync(join(bulk, `${i}.txt`), `bulk ${round} ${i}\n`.repeat(200));
+      await cli.ok(["fs", "upload", "--recursive", bulk, `cairn://origin/main/bulk-${round}/`]);
+      await cli.ok(["commit", "cairn://origin/main", "-m", `bulk ${round}`]);
+      const start = countFiles(join(target, "objects"));
+      const records = readdirSafe(join(target, "snapshots")).filter((f) => f.endsWith(".json"));
+      const child = spawn(
+        process.execPath,
+        [BIN, "backup", "cairn://origin", "--to", file("killed"), "--parallel", "1", "--meta", cli.meta],
+        { cwd: cli.dir, stdio: "ignore" },
+      );
+      await new Promise<void>((resolve) => {
+        const poll = setInterval(() => {
+          if (countFiles(join(target, "objects")) >= start + 60) {
+            clearInterval(poll);
+            resolve();
+          }
+        }, 20);
+      });
+      child.kill("SIGKILL");
+      await new Promise((r) => child.once("close", r));
+      const before = countFiles(join(target, "objects"));
+      expect(readdirSafe(join(target, "snapshots")).filter((f) => f.endsWith(".json"))).toEqual(records);
+      const [snapshot] = await cli.json<{ copied: number; skipped: number; counts: { objects: number } }>([
+        "backup",
+        "cairn://origin",
+        "--to",
+        file("killed"),
+      ]);
+      // Every object already there — from an earlier snapshot or from the killed run — is skipped.
+      expect(snapshot!.skipped).toBe(before);
+      expect(snapshot!.copied + snapshot!.skipped).toBe(snapshot!.counts.objects);
+      expect(countFiles(join(target, "objects"))).toBe(snapshot!.counts.objects);
+    };
+    await interruptAndRerun(1);
+    await interruptAndRerun(2);
   });
 
   it("fails clearly when the target store goes away, and a rerun completes", async () => {

@@ -29,6 +29,7 @@ import {
   snapshotRefsKey,
 } from "./layout.js";
 import { copyVerified, DigestSet, ensureBackupLocation, where } from "./objects.js";
+import { fetchSnapshotFile, listSnapshots } from "./snapshots.js";
 
 export interface BackupOptions {
   /** Objects copied at once. @default 8 */
@@ -132,8 +133,14 @@ export async function backupRepository(
       if (record.type === "commit") metaranges.add(record.metarangeId as string);
     }
 
-    // 2. Every object the commits reach, each once; only those the location lacks are copied.
-    const present = await DigestSet.list(target);
+    // 2. Every object the commits reach, each once; only those the location lacks are copied. What it holds is
+    // known from the repository's previous snapshot when there is one (objects are immutable, and prune keeps
+    // every object a listed snapshot needs), else from a listing of objects/; objects outside the previous
+    // snapshot are looked up one by one before they are copied, so a rerun after an interruption copies nothing
+    // twice either way.
+    const previous = (await listSnapshots(target, { repository: name, onBad: () => {} })).at(-1);
+    const present = previous ? await inventoryDigests(target, previous, dir) : await DigestSet.list(target);
+    const lookUp = previous !== undefined;
     const inventoried = new Set<string>();
     const progress: BackupProgress = { objects: 0, copied: 0, skipped: 0, copiedBytes: 0 };
     const report = () => options.onProgress?.({ ...progress });
@@ -164,6 +171,11 @@ export async function backupRepository(
       }
       present.add(object.sha256);
       const copy = limit(async () => {
+        if (lookUp && (await target.head(objectKey(object.sha256)))?.size === object.size) {
+          progress.skipped++;
+          report();
+          return;
+        }
         if (bytes) {
           await target.put(objectKey(object.sha256), bytes, { size: bytes.length });
         } else {
@@ -272,6 +284,26 @@ export async function backupRepository(
     await rm(dir, { recursive: true, force: true });
     await lock.release();
   }
+}
+
+/** The digests a snapshot's inventory lists (the file is checked against the snapshot record first). */
+async function inventoryDigests(
+  store: ObjectStore,
+  snapshot: SnapshotRecord,
+  dir: string,
+): Promise<DigestSet> {
+  const file = join(dir, "previous-inventory.json.gz");
+  await fetchSnapshotFile(store, snapshot, snapshot.inventory, file);
+  const set = new DigestSet();
+  for await (const record of readDump(createReadStream(file), {
+    schemas: INVENTORY_SCHEMAS,
+    sections: INVENTORY_SECTIONS,
+    label: snapshot.inventory.path,
+  })) {
+    set.add(record.sha256 as string);
+  }
+  await rm(file, { force: true });
+  return set;
 }
 
 /** Uploads a local file and returns its size and SHA-256 as stored. */
