@@ -505,6 +505,9 @@ class S3StoreImpl implements S3Store {
         }
       }
       source = Readable.from(counted(), { objectMode: false, highWaterMark: 1 });
+      // A failing body is recorded in `bodyFailure` and reported by this put. After the abort the SDK may have
+      // let go of the stream, and an 'error' event nobody listens to would end the process.
+      source.on("error", () => {});
     }
     if (single && size !== undefined) {
       try {
