@@ -1,6 +1,14 @@
-import { type BackupProgress, backupRepository, restoreRepository } from "@cairn/core";
+import {
+  type BackupProgress,
+  backupRepository,
+  InvalidArgumentError,
+  type OnTopResult,
+  restoreOnTop,
+  restoreRepository,
+} from "@cairn/core";
 import type { Command } from "commander";
 import { formatSize, plural } from "./format.js";
+import type { Output } from "./output.js";
 import { type App, action, VERSION } from "./program.js";
 import { startStatus } from "./progress.js";
 import { parallelism } from "./retention-options.js";
@@ -18,6 +26,8 @@ interface RestoreOptions {
   namespace?: string;
   snapshot?: string;
   parallel: string;
+  onTop?: boolean;
+  dryRun?: boolean;
 }
 
 const describe = (p: BackupProgress) =>
@@ -101,6 +111,11 @@ Examples:
       "storage namespace of the restored repository (default: the original's)",
     )
     .option("--snapshot <id>", "the snapshot to restore (default: the newest of the repository)")
+    .option(
+      "--on-top",
+      "restore over the existing repository: prints what is reverted and added, then applies it",
+    )
+    .option("--dry-run", "with --on-top: print what would change, and change nothing")
     .option("--parallel <n>", "objects copied at once", "8")
     .addHelpText(
       "after",
@@ -120,10 +135,30 @@ Examples:
       action<RestoreOptions>(app, async (ctx, [backupUrl], opts) => {
         const uri = expectUri(opts.to, "repo", "--to");
         const parallel = parallelism(opts.parallel);
+        if (opts.dryRun && !opts.onTop) throw new InvalidArgumentError("--dry-run goes with --on-top.");
+        if (opts.onTop && opts.namespace) {
+          throw new InvalidArgumentError(
+            "--on-top restores into the repository's own namespace; leave out --namespace.",
+          );
+        }
         const cairn = await ctx.session.cairn();
         const backup = await app.registry.openStore(backupUrl!);
         const status = startStatus(ctx.out);
         try {
+          if (opts.onTop) {
+            const plan = await restoreOnTop(cairn, backup, {
+              name: uri.repo,
+              snapshot: opts.snapshot,
+              parallel,
+              dryRun: opts.dryRun,
+              onProgress: (p) =>
+                status.update(`Restoring ${uri.repo}: ${p.objects} objects, ${p.copied} copied`),
+            });
+            status.stop();
+            ctx.session.forget(uri.repo);
+            await printPlan(ctx.out, plan);
+            return;
+          }
           const result = await restoreRepository(cairn, backup, {
             name: uri.repo,
             namespace: opts.namespace,
@@ -150,4 +185,31 @@ Examples:
         }
       }),
     );
+}
+
+/** What `restore --on-top` reverts, adds and keeps, one line per branch or tag, then what it did. */
+async function printPlan(out: Output, plan: OnTopResult): Promise<void> {
+  if (out.json) {
+    const { snapshot, ...rest } = plan;
+    await out.record({ ...rest, snapshot: snapshot.id });
+    return;
+  }
+  const short = (id: string | undefined) => (id ?? "").slice(0, 12);
+  for (const c of plan.changes) {
+    const paths = c.ref === "branch" ? ` (${c.added} added, ${c.removed} removed, ${c.changed} changed)` : "";
+    if (c.action === "keep") await out.line(`${c.ref} ${c.name}: unchanged at ${short(c.to)}`);
+    else if (c.action === "add") await out.line(`${c.ref} ${c.name}: add at ${short(c.to)}${paths}`);
+    else await out.line(`${c.ref} ${c.name}: revert ${short(c.from)} → ${short(c.to)}${paths}`);
+  }
+  for (const name of plan.kept) await out.line(`branch ${name}: kept (not in snapshot ${plan.snapshot.id})`);
+  if (plan.uncommitted.length > 0) {
+    await out.line(
+      `uncommitted changes on ${plan.uncommitted.join(", ")}: commit or reset them before applying`,
+    );
+  }
+  await out.line(
+    plan.applied
+      ? `Restored snapshot ${plan.snapshot.id} over ${plan.name}: ${plural(plan.commits, "commit")} added, ${plural(plan.copied, "object")} copied (${formatSize(plan.copiedBytes)}).`
+      : `Dry run: nothing changed in ${plan.name}.`,
+  );
 }

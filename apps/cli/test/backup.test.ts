@@ -165,6 +165,60 @@ describe("backup and restore", () => {
     expect(await view(cli.meta, "origin")).toEqual(original);
   });
 
+  it("--on-top shows what it reverts and adds, changes nothing with --dry-run, then applies it", {
+    timeout: 120_000,
+  }, async () => {
+    const meta = sqlite("ontop.db");
+    const c = on(meta);
+    await c.ok(["restore", file("backup"), "--to", "cairn://site", "--namespace", file("ns-ontop")]);
+    const [snap] = await on(meta).json<{ id: string }>(["backups", "list", file("backup")]);
+    expect(snap).toBeDefined();
+    const atSnapshot = await view(meta, "site");
+    // Work after the snapshot: a commit on main, a moved tag, a deleted branch, a new branch.
+    const local = join(cli.dir, "later.txt");
+    writeFileSync(local, "later\n");
+    await c.ok(["fs", "upload", local, "cairn://site/main/later.txt"]);
+    await c.ok(["fs", "rm", "cairn://site/main/a.txt"]);
+    await c.ok(["commit", "cairn://site/main", "-m", "later"]);
+    await c.ok(["tag", "delete", "cairn://site/v1"]);
+    await c.ok(["tag", "create", "cairn://site/v1", "main"]);
+    await c.ok(["branch", "delete", "cairn://site/dev"]);
+    await c.ok(["branch", "create", "cairn://site/extra", "--source", "main"]);
+    const before = await c.ok(["log", "cairn://site/main"]);
+
+    const dry = await c.ok(["restore", file("backup"), "--to", "cairn://site", "--on-top", "--dry-run"]);
+    expect(dry).toMatch(
+      /^branch main: revert [0-9a-f]{12} → [0-9a-f]{12} \(1 added, 1 removed, 0 changed\)$/m,
+    );
+    expect(dry).toMatch(/^branch dev: add at [0-9a-f]{12} \(\d+ added, 0 removed, 0 changed\)$/m);
+    expect(dry).toMatch(/^tag v1: revert /m);
+    expect(dry).toContain("branch extra: kept");
+    expect(dry).toContain("Dry run: nothing changed in site.");
+    expect(await c.ok(["log", "cairn://site/main"])).toBe(before);
+
+    await put("wip\n", "cairn://origin/main/unused.txt"); // another repository's staging is no concern
+    writeFileSync(local, "wip\n");
+    await c.ok(["fs", "upload", local, "cairn://site/main/wip.txt"]);
+    const refused = await c.run(["restore", file("backup"), "--to", "cairn://site", "--on-top"]);
+    expectOneLineError(refused, EXIT.PRECONDITION_FAILED);
+    expect(refused.stderr).toContain('Branch main of repository "site" has uncommitted changes');
+    expect(await c.ok(["log", "cairn://site/main"])).toBe(before);
+    await c.ok(["branch", "reset", "cairn://site/main"]);
+    await cli.ok(["branch", "reset", "cairn://origin/main"]);
+
+    const applied = await c.ok(["restore", file("backup"), "--to", "cairn://site", "--on-top"]);
+    expect(applied).toMatch(/Restored snapshot .* over site/);
+    type View = { branches: string[]; tags: unknown; perBranch: Record<string, unknown> };
+    const after = (await view(meta, "site")) as View;
+    const expected = atSnapshot as View;
+    // Back to the snapshot's main, dev and v1; the branch made after it is kept.
+    expect(after.branches.filter((b) => !b.startsWith("extra "))).toEqual(expected.branches);
+    expect(after.branches.some((b) => b.startsWith("extra "))).toBe(true);
+    expect(after.tags).toEqual(expected.tags);
+    expect(after.perBranch.main).toEqual(expected.perBranch.main);
+    expect(after.perBranch.dev).toEqual(expected.perBranch.dev);
+  });
+
   it("names a snapshot that does not exist, and a location that holds no backup", async () => {
     const meta = sqlite("missing.db");
     const r = await on(meta).run([

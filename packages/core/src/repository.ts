@@ -167,6 +167,28 @@ export class Repository {
     return { name, commitId };
   }
 
+  /**
+   * Points an existing branch at `commitId`, as a restore over an existing repository does. Refuses a branch
+   * with uncommitted changes (they would be lost), and a commit the repository does not hold.
+   */
+  async setBranchHead(name: string, commitId: string): Promise<Branch> {
+    await this.getCommit(commitId);
+    for (let attempt = 0; attempt < MAX_RETRIES; attempt++) {
+      const { record, bytes } = await this.#readBranch(name);
+      if (await this.hasUncommitted(name)) {
+        throw new PreconditionFailedError(
+          `Branch "${name}" of repository "${this.name}" has uncommitted changes; commit or reset them first.`,
+        );
+      }
+      const next: BranchRecord = { commitId, stagingToken: newToken(), sealedTokens: [] };
+      if (await this.#engine.setIf(this.#p, branchKey(name), encodeJson(next), bytes)) {
+        await this.#dropTokens([record.stagingToken, ...record.sealedTokens]);
+        return { name, commitId };
+      }
+    }
+    throw this.#busy(name);
+  }
+
   async getBranch(name: string): Promise<Branch> {
     const { record } = await this.#readBranch(name);
     return { name, commitId: record.commitId };
@@ -746,6 +768,31 @@ export class Repository {
       throw new AlreadyExistsError(`Tag "${name}" already exists in repository "${this.name}".`);
     }
     return { name, commitId };
+  }
+
+  /** Creates tag `name` at `commitId`, or moves it there (a restore over an existing repository). */
+  async setTag(name: string, commitId: string): Promise<Tag> {
+    validateRefName(name, "tag");
+    await this.getCommit(commitId);
+    await this.#engine.set(this.#p, tagKey(name), encodeJson({ commitId }));
+    return { name, commitId };
+  }
+
+  /**
+   * Adds commits given as `{ id, ...record }` (a refs manifest's commit records) that the repository lacks. Each
+   * id must be the SHA-256 of its record, so a commit is never stored under a name that is not its own.
+   */
+  async importCommits(commits: Iterable<Record<string, unknown>>): Promise<number> {
+    let added = 0;
+    for (const { id, type: _t, repository: _r, ...fields } of commits) {
+      const record = fields as unknown as CommitRecord;
+      if (typeof id !== "string" || commitId(record) !== id) {
+        throw new CorruptError(`The commit ${String(id)} does not match its content; it is not imported.`);
+      }
+      if (await this.#engine.setIf(this.#p, commitKey(id), encodeJson({ ...record, version: 1 }), null))
+        added++;
+    }
+    return added;
   }
 
   async getTag(name: string): Promise<Tag> {
