@@ -156,6 +156,24 @@ describe("backup and restore", () => {
     expect(await view(cli.meta, "origin")).toEqual(original);
   });
 
+  it("lists, verifies and prunes backups on S3 and Azure Blob, and dumps the engine there on schedule", {
+    timeout: 180_000,
+  }, async () => {
+    for (const url of [s3Url("cairn"), azureUrl("backup")]) {
+      await cli.ok(["backup", "cairn://origin", "--to", url]);
+      const listed = await cli.json<{ id: string; repository: { name: string } }>(["backups", "list", url]);
+      expect(listed.length).toBeGreaterThanOrEqual(2);
+      expect(await cli.ok(["verify", url, "--read-data"])).toMatch(/^Checked .*: no problems/m);
+      await cli.ok(["backups", "prune", url, "--keep-last", "1"]);
+      expect(await cli.json(["backups", "list", url])).toHaveLength(1);
+      await cli.ok(["verify", url, "--read-data"]);
+      await cli.ok(["backup-meta", "run", "--once", "--to", url]);
+      expect(await cli.ok(["backup-meta", "status", "--to", url])).toMatch(
+        /dump-\d{4}-\d{2}-\d{2}-\d{6}\.json\.gz/,
+      );
+    }
+  });
+
   it("refuses to restore over a repository that holds data, changing nothing", async () => {
     const error = await cli.fails(
       ["restore", file("backup"), "--to", "cairn://origin", "--namespace", file("ns-other")],
