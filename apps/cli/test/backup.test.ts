@@ -327,6 +327,7 @@ describe("backup and restore", () => {
       expect(snapshot!.skipped).toBe(before);
       expect(snapshot!.copied + snapshot!.skipped).toBe(snapshot!.counts.objects);
       expect(countFiles(join(target, "objects"))).toBe(snapshot!.counts.objects);
+      expect(await cli.ok(["verify", file("killed"), "--read-data"])).toMatch(/^Checked .*: no problems/m);
     };
     await interruptAndRerun(1);
     await interruptAndRerun(2);
