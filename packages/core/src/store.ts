@@ -1,4 +1,5 @@
 import type { Readable } from "node:stream";
+import { InvalidArgumentError } from "./errors.js";
 
 /**
  * The object store contract. Keys are relative to the store's root (the URL's path or prefix), are
@@ -74,4 +75,14 @@ export interface ListOptions {
 export interface ObjectReader extends ObjectInfo {
   /** The bytes. Must be consumed or destroyed. */
   body: Readable;
+}
+
+/** `prefix` when it is a string; `INVALID_ARGUMENT` naming the store otherwise. Every store's `list` checks this. */
+export function checkListPrefix(prefix: unknown, storeUrl: string): string {
+  if (typeof prefix !== "string") {
+    throw new InvalidArgumentError(
+      `A list prefix must be a string, got ${typeof prefix} (store ${storeUrl}).`,
+    );
+  }
+  return prefix;
 }

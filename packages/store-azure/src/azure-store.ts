@@ -13,6 +13,7 @@ import {
 import {
   AlreadyExistsError,
   ConflictError,
+  checkListPrefix,
   compareKeys,
   type GetOptions,
   InvalidArgumentError,
@@ -528,11 +529,7 @@ class AzureStoreImpl implements AzureStore {
 
   list(prefix: string, options: ListOptions = {}): AsyncIterable<ObjectInfo> {
     this.#check();
-    if (typeof prefix !== "string") {
-      throw new InvalidArgumentError(
-        `A list prefix must be a string, got ${typeof prefix} (store ${this.url}).`,
-      );
-    }
+    checkListPrefix(prefix, this.url);
     const { after } = options;
     if (after !== undefined && typeof after !== "string") {
       throw new InvalidArgumentError(`"after" must be a string, got ${typeof after} (store ${this.url}).`);

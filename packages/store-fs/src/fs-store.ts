@@ -21,6 +21,7 @@ import { pathToFileURL } from "node:url";
 import {
   AlreadyExistsError,
   ConflictError,
+  checkListPrefix,
   compareKeys,
   type GetOptions,
   InvalidArgumentError,
@@ -361,11 +362,7 @@ class FsStoreImpl implements FsStore {
 
   async *list(prefix: string, options: ListOptions = {}): AsyncGenerator<ObjectInfo> {
     this.#check();
-    if (typeof prefix !== "string") {
-      throw new InvalidArgumentError(
-        `A list prefix must be a string, got ${typeof prefix} (store ${this.url}).`,
-      );
-    }
+    checkListPrefix(prefix, this.url);
     const { after } = options;
     // Start in the deepest folder the prefix names whole; nothing outside it can match.
     const folder = prefix.slice(0, prefix.lastIndexOf("/") + 1);

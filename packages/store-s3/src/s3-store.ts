@@ -18,6 +18,7 @@ import { Upload } from "@aws-sdk/lib-storage";
 import {
   AlreadyExistsError,
   CorruptError,
+  checkListPrefix,
   compareKeys,
   type GetOptions,
   InvalidArgumentError,
@@ -709,11 +710,7 @@ class S3StoreImpl implements S3Store {
 
   async *list(prefix: string, options: ListOptions = {}): AsyncGenerator<ObjectInfo> {
     this.#check();
-    if (typeof prefix !== "string") {
-      throw new InvalidArgumentError(
-        `A list prefix must be a string, got ${typeof prefix} (store ${this.url}).`,
-      );
-    }
+    checkListPrefix(prefix, this.url);
     const { after } = options;
     const root = this.root;
     // The last key yielded: keys are yielded in strictly increasing byte order, so a server whose pages are not
