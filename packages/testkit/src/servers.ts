@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { createServer, Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -71,8 +71,9 @@ export interface StartServerOptions {
   /** Options for Node itself, e.g. `--openssl-legacy-provider`. */
   nodeOptions?: readonly string[];
   port: number;
-  /** Removed on stop. */
+  /** The server's working folder, removed on stop unless `keepDataDir`. */
   dataDir?: string;
+  keepDataDir?: boolean;
   /** How long to wait for the port to accept connections. @default 30000 */
   timeoutMs?: number;
 }
@@ -105,7 +106,7 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
       await exit;
       clearTimeout(timer);
     }
-    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+    if (dataDir && !options.keepDataDir) await rm(dataDir, { recursive: true, force: true });
   };
   const deadline = Date.now() + (options.timeoutMs ?? 30_000);
   while (!(await canConnect("127.0.0.1", port, 500))) {
@@ -148,13 +149,21 @@ export async function startDynalite(): Promise<TestServer & { endpoint: string }
   return { ...server, endpoint: `http://127.0.0.1:${port}` };
 }
 
+export interface S3rverOptions {
+  /** Listen here instead of on a free port — to restart a stopped server where clients expect it. */
+  port?: number;
+  /** Keep objects in this folder, which the caller owns and removes; by default a temporary one removed on stop. */
+  dataDir?: string;
+}
+
 /**
  * s3rver, an S3 emulator keeping objects in a temporary folder. Path-style addressing, access key `S3RVER`.
  * It does not enforce `If-None-Match` on PUT.
  */
-export async function startS3rver(): Promise<TestServer & { endpoint: string }> {
-  const port = await freePort();
-  const dataDir = await mkdtemp(join(tmpdir(), "cairn-s3rver-"));
+export async function startS3rver(options: S3rverOptions = {}): Promise<TestServer & { endpoint: string }> {
+  const port = options.port ?? (await freePort());
+  const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), "cairn-s3rver-")));
+  if (options.dataDir) await dropUnfinishedPuts(dataDir);
   const server = await startServer({
     name: "s3rver",
     script: join(packageDir("s3rver"), "bin", "s3rver.js"),
@@ -163,8 +172,32 @@ export async function startS3rver(): Promise<TestServer & { endpoint: string }> 
     nodeOptions: ["--openssl-legacy-provider"],
     port,
     dataDir,
+    // A folder the caller gave outlives the server, so that a restart finds the objects again.
+    keepDataDir: options.dataDir !== undefined,
   });
   return { ...server, endpoint: `http://127.0.0.1:${port}` };
+}
+
+/**
+ * S3 never shows a PUT that did not complete. s3rver writes an object's body, then its `.md5`, then its metadata
+ * file; stopped in between, it leaves a body without metadata (listed, with whatever bytes arrived) or a truncated
+ * metadata file (every listing of the bucket then fails with 500). Before a restart on a kept folder, drop
+ * those, as S3 would never have stored them.
+ */
+async function dropUnfinishedPuts(dataDir: string): Promise<void> {
+  const suffix = "._S3rver_object";
+  const files = await readdir(dataDir, { recursive: true });
+  for (const file of files) {
+    if (!file.endsWith(suffix)) continue;
+    const base = join(dataDir, file.slice(0, -suffix.length));
+    const finished = await readFile(`${base}._S3rver_metadata.json`, "utf8").then(
+      (text) => JSON.parse(text) !== undefined,
+      () => false,
+    );
+    if (finished) continue;
+    for (const leftover of [suffix, `${suffix}.md5`, "._S3rver_metadata.json"])
+      await rm(`${base}${leftover}`, { force: true });
+  }
 }
 
 /** Azurite's Blob service, with the well-known development account {@link AZURITE_ACCOUNT}. */
