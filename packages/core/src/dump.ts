@@ -9,6 +9,7 @@ import {
 import { decodeJson, encodeJson } from "./codec.js";
 import {
   clearKeys,
+  compareKeys,
   type EngineSnapshot,
   type KvEntry,
   type MetadataEngine,
@@ -239,28 +240,46 @@ async function dumpRecords(source: Reader, out: Output, options: DumpEngineOptio
     });
   }
   if (options.repository === undefined) {
-    // Everything else the engine holds, byte for byte: leases, export and backup state, future records.
+    // Everything else the engine holds, byte for byte: leases, export and backup state, future records. The
+    // key ranges written above are skipped by the scans, not read twice.
     const repoPartitions = new Set(repos.map((r) => partitionOf(r.instanceId)));
     for await (const partition of source.partitions()) {
-      const known = repoPartitions.has(partition);
-      const scan: ScanOptions = {};
-      for await (const { key, value } of source.scan(partition, scan)) {
-        if (
-          partition === GLOBAL_PARTITION &&
-          (key.startsWith(REPO_PREFIX) || key.startsWith(NAMESPACE_PREFIX))
-        ) {
-          continue;
+      const written =
+        partition === GLOBAL_PARTITION
+          ? [NAMESPACE_PREFIX, REPO_PREFIX]
+          : repoPartitions.has(partition)
+            ? REPO_SECTION_PREFIXES
+            : [];
+      for (const range of rangesOutside(written)) {
+        for await (const { key, value } of source.scan(partition, range)) {
+          await out.record({
+            type: "engine-record",
+            partition,
+            key,
+            value: Buffer.from(value).toString("base64"),
+          });
         }
-        if (known && /^(commit|branch|tag|staged)\//.test(key)) continue;
-        await out.record({
-          type: "engine-record",
-          partition,
-          key,
-          value: Buffer.from(value).toString("base64"),
-        });
       }
     }
   }
+}
+
+/** The key prefixes of a repository's partition that have sections of their own in a dump. */
+const REPO_SECTION_PREFIXES = ["commit/", "branch/", "tag/", "staged/"];
+
+/**
+ * Scan ranges that together cover every key that starts with none of `prefixes`, in key order. The prefixes are
+ * ASCII and none starts another, so the key after each prefix's range is the prefix with its last byte raised.
+ */
+function rangesOutside(prefixes: readonly string[]): ScanOptions[] {
+  const ranges: ScanOptions[] = [];
+  let from: string | undefined;
+  for (const prefix of [...prefixes].sort(compareKeys)) {
+    ranges.push(from === undefined ? { before: prefix } : { from, before: prefix });
+    from = prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+  }
+  ranges.push(from === undefined ? {} : { from });
+  return ranges;
 }
 
 /**

@@ -84,24 +84,37 @@ export interface ScanRange {
 }
 
 /**
- * Validates {@link ScanOptions} and turns them into a byte range: keys starting with `prefix` and strictly
- * after `after`, the way every engine pages through a partition.
+ * Validates {@link ScanOptions} and turns them into a byte range: keys starting with `prefix`, strictly after
+ * `after`, from `from` on and before `before` — the tightest of the bounds given — the way every engine pages
+ * through a partition.
  */
 export function scanRange(options: ScanOptions = {}): ScanRange {
-  const { prefix, after, limit } = options;
+  const { prefix, after, from, before, limit } = options;
   if (limit !== undefined && (!Number.isInteger(limit) || limit < 0)) {
     throw new InvalidArgumentError(`A scan limit must be a whole number ≥ 0, got ${limit}.`);
   }
-  const prefixBytes = prefix ? Buffer.from(prefix, "utf8") : undefined;
-  const afterBytes = after !== undefined ? Buffer.from(after, "utf8") : undefined;
-  const upper = prefixBytes ? prefixEnd(prefixBytes) : undefined;
+  const bytes = (s: string | undefined) => (s !== undefined ? Buffer.from(s, "utf8") : undefined);
+  const prefixBytes = prefix ? bytes(prefix) : undefined;
   let lower: Buffer | undefined;
   let inclusive = false;
-  if (afterBytes && (!prefixBytes || Buffer.compare(afterBytes, prefixBytes) >= 0)) {
-    lower = afterBytes;
-  } else if (prefixBytes) {
-    lower = prefixBytes;
-    inclusive = true;
-  }
+  // Raises the lower bound to `bound` when that is tighter; an exclusive bound wins over an equal inclusive one.
+  const raise = (bound: Buffer | undefined, boundInclusive: boolean) => {
+    if (!bound) return;
+    const order = lower ? Buffer.compare(bound, lower) : 1;
+    if (order > 0 || (order === 0 && !boundInclusive)) {
+      lower = bound;
+      inclusive = boundInclusive;
+    }
+  };
+  raise(prefixBytes, true);
+  raise(from ? bytes(from) : undefined, true);
+  raise(bytes(after), false);
+  let upper = prefixBytes ? prefixEnd(prefixBytes) : undefined;
+  const beforeBytes = bytes(before);
+  if (beforeBytes && (!upper || Buffer.compare(beforeBytes, upper) < 0)) upper = beforeBytes;
+  // An empty range reads nothing, whatever an engine's query would make of bounds that cross.
+  const empty =
+    upper !== undefined && (upper.length === 0 || (lower !== undefined && Buffer.compare(lower, upper) >= 0));
+  if (empty) return { lower, inclusive, upper, limit: 0 };
   return { lower, inclusive, upper, limit: limit ?? Number.POSITIVE_INFINITY };
 }

@@ -76,6 +76,10 @@ export interface ScanOptions {
   prefix?: string;
   /** Only keys strictly greater (in byte order) than this key. */
   after?: string;
+  /** Only keys greater than or equal to (in byte order) this key. */
+  from?: string;
+  /** Only keys strictly less (in byte order) than this key. */
+  before?: string;
   /** At most this many entries. */
   limit?: number;
 }

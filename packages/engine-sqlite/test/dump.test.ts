@@ -181,6 +181,57 @@ describe("dump and load of a SQLite engine", () => {
     );
   }, 120_000);
 
+  it("writes every other record of the engine once, byte for byte, wherever its key sorts", async () => {
+    const source = await engineAt(randomName("others"));
+    const target = await engineAt(randomName("others"));
+    try {
+      const cairn = new Cairn({ engine: source, openStore: (u) => folder.open(u) });
+      const repo = await cairn.createRepository({
+        name: "others",
+        namespace: pathToFileURL(join(dir, randomName("ns"))).href,
+      });
+      await repo.upload("main", "a.txt", Buffer.from("a"));
+      await repo.commit("main", { message: "one" });
+      await repo.upload("main", "b.txt", Buffer.from("b"));
+      await cairn.close();
+      const [repoPartition] = (await collect(source.partitions())).filter((p) => p !== "cairn");
+      // Keys before, between and after the sections the dump writes on their own, and beside their prefixes.
+      const others: Record<string, string[]> = {
+        cairn: ["a", "leases/job", "namespaces", "namespaces0", "repos", "repos0", "zz", "😀"],
+        [repoPartition!]: [
+          "a",
+          "branch",
+          "branch0",
+          "commit",
+          "commit0/x",
+          "meta",
+          "staged0",
+          "tag",
+          "tag0",
+          "😀",
+        ],
+        elsewhere: ["branch/x", "commit/y", "k"],
+      };
+      for (const [partition, keys] of Object.entries(others)) {
+        for (const key of keys) await source.set(partition, key, Buffer.from(`${partition} ${key}`));
+      }
+      const first = await dump(source);
+      const engineRecords = first.records
+        .filter((r) => r.type === "engine-record")
+        .map((r) => `${r.partition} ${r.key} ${Buffer.from(r.value as string, "base64").toString()}`);
+      const expected = Object.entries(others).flatMap(([p, keys]) => keys.map((k) => `${p} ${k} ${p} ${k}`));
+      expect(engineRecords.sort()).toEqual(expected.sort());
+      expect(first.records.filter((r) => r.type === "commit")).toHaveLength(2);
+      expect(first.records.filter((r) => r.type === "staged")).toHaveLength(1);
+
+      await loadEngine(target, readDump([first.bytes], { schemas: ENGINE_DUMP_SCHEMAS }));
+      expect((await dump(target)).records).toEqual(first.records);
+    } finally {
+      await source.close();
+      await target.close();
+    }
+  });
+
   it('writes credentials in repository settings as "removed" unless asked to keep them', async () => {
     const engine = await engineAt(randomName("secret"));
     try {

@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { compareKeys, type KvEntry, type MetadataEngine, type WriteOp } from "@cairn/core";
+import { compareKeys, type KvEntry, type MetadataEngine, type ScanOptions, type WriteOp } from "@cairn/core";
 import { describe, expect, it, onTestFinished } from "vitest";
 import { expectBytes, fromUtf8, utf8 } from "./bytes.js";
 import { collect, randomName } from "./helpers.js";
@@ -405,6 +405,35 @@ export function describeEngine(name: string, options: EngineSuiteOptions): void 
             const got = keysOf(await collect(engine.scan(p, { prefix, after })));
             expect(got, `prefix ${JSON.stringify(prefix)} after ${JSON.stringify(after)}`).toEqual(expected);
           }
+        }
+      });
+
+      it("reads from `from` (inclusive) to `before` (exclusive), alone and with prefix and after", {
+        timeout,
+      }, async () => {
+        const engine = await connect();
+        const p = partition();
+        await setAll(engine, p, RANGE_KEYS);
+        const within = (k: string, o: ScanOptions) =>
+          (o.prefix === undefined || k.startsWith(o.prefix)) &&
+          (o.after === undefined || compareKeys(k, o.after) > 0) &&
+          (o.from === undefined || compareKeys(k, o.from) >= 0) &&
+          (o.before === undefined || compareKeys(k, o.before) < 0);
+        const cases: ScanOptions[] = [];
+        for (const from of RANGE_AFTERS) for (const before of RANGE_AFTERS) cases.push({ from, before });
+        for (const prefix of RANGE_PREFIXES) {
+          for (const bound of ["a", "ab", "ab😀", "é"]) {
+            cases.push(
+              { prefix, from: bound },
+              { prefix, before: bound },
+              { prefix, from: bound, after: bound },
+            );
+          }
+        }
+        for (const options of cases) {
+          const expected = sorted(RANGE_KEYS.filter((k) => within(k, options)));
+          const got = keysOf(await collect(engine.scan(p, options)));
+          expect(got, JSON.stringify(options)).toEqual(expected);
         }
       });
 
