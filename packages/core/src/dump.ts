@@ -14,6 +14,7 @@ import {
   type KvEntry,
   type MetadataEngine,
   type ScanOptions,
+  scanPages,
   type WriteOp,
 } from "./engine.js";
 import {
@@ -111,7 +112,7 @@ export interface LoadResult {
  */
 const LOAD_BATCH = { ops: 1000, bytes: 1024 * 1024 };
 
-type Reader = Pick<EngineSnapshot, "get" | "scan" | "partitions">;
+type Reader = Pick<EngineSnapshot, "get" | "scan" | "scanPages" | "partitions">;
 
 /**
  * Writes the whole engine — or one repository — as records of the uniform dump format, which any engine can
@@ -120,23 +121,25 @@ type Reader = Pick<EngineSnapshot, "get" | "scan" | "partitions">;
  */
 export async function dumpEngine(
   engine: MetadataEngine,
-  writer: Pick<DumpWriter, "write" | "writeLine">,
+  writer: Pick<DumpWriter, "write" | "writeLines">,
   options: DumpEngineOptions = {},
 ): Promise<void> {
   const snapshot = engine.snapshot ? await engine.snapshot() : undefined;
   const source: Reader = snapshot ?? engine;
   let count = 0;
-  const counted = () => {
-    if (++count % 10_000 === 0) options.onRecord?.(count);
+  const counted = (n: number) => {
+    const before = count;
+    count += n;
+    if (Math.floor(count / 10_000) > Math.floor(before / 10_000)) options.onRecord?.(count);
   };
   const out: Output = {
     async record(record) {
       await writer.write(record);
-      counted();
+      counted(1);
     },
-    async line(type, json) {
-      await writer.writeLine(type, json);
-      counted();
+    async lines(type, lines) {
+      await writer.writeLines(type, lines);
+      counted(lines.length);
     },
   };
   try {
@@ -151,20 +154,28 @@ export async function dumpEngine(
 
 interface Output {
   record(record: DumpRecord): Promise<void>;
-  line(type: string, json: string): Promise<void>;
+  lines(type: string, lines: readonly string[]): Promise<void>;
+}
+
+/** The text of a stored value, without copying a Buffer's bytes into a new view first. */
+function textOf(value: Uint8Array): string {
+  return (
+    Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+  ).toString("utf8");
 }
 
 /**
- * The dump line of a record whose first fields are `head` and whose other fields are the JSON object stored as
- * `value`, spliced as text: commits and staged entries are most of a dump, and parsing and re-serializing
- * each costs more than reading it. `undefined` when `value` is not a one-line, non-empty JSON object (or does
- * not start with `lead`), so the caller takes the parsing path, which reports what is wrong.
+ * The dump line of a record whose first fields are `head` — a JSON object's text without its closing brace — and
+ * whose other fields are the JSON object stored as `value`, spliced as text: commits and staged entries are most
+ * of a dump, and parsing and re-serializing each costs more than reading it. `undefined` when `value` is not a
+ * one-line, non-empty JSON object (or does not start with `lead`), so the caller takes the parsing path, which
+ * reports what is wrong.
  */
-function spliceLine(head: Record<string, string>, value: Uint8Array, lead = "{"): string | undefined {
-  const text = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString("utf8");
+function spliceLine(head: string, value: Uint8Array, lead = "{"): string | undefined {
+  const text = textOf(value);
   if (!text.startsWith(lead) || !text.endsWith("}") || text.length < 3 || text.includes("\n"))
     return undefined;
-  return `${JSON.stringify(head).slice(0, -1)},${text.slice(1)}`;
+  return `${head},${text.slice(1)}`;
 }
 
 async function dumpRecords(source: Reader, out: Output, options: DumpEngineOptions): Promise<void> {
@@ -188,20 +199,35 @@ async function dumpRecords(source: Reader, out: Output, options: DumpEngineOptio
       bare: r.bare,
     });
   }
-  const section = async (prefix: string, toRecord: (repo: string, e: KvEntry) => DumpRecord | string) => {
+  /** Writes a section: each repository's entries under `prefix`, a page at a time, as lines or records. */
+  const section = async (
+    prefix: string,
+    toRecord: (repo: string, head: string, e: KvEntry) => DumpRecord | string,
+  ) => {
     const type = prefix.slice(0, -1);
     for (const r of repos) {
-      for await (const e of source.scan(partitionOf(r.instanceId), { prefix })) {
-        const record = toRecord(r.name, e);
-        if (typeof record === "string") await out.line(type, record);
-        else await out.record(record);
+      // The start of every line of this repository's section, serialized once.
+      const head = `{"type":${JSON.stringify(type)},"repository":${JSON.stringify(r.name)}`;
+      for await (const page of scanPages(source, partitionOf(r.instanceId), { prefix })) {
+        let lines: string[] = [];
+        for (const e of page) {
+          const record = toRecord(r.name, head, e);
+          if (typeof record === "string") {
+            lines.push(record);
+            continue;
+          }
+          if (lines.length > 0) await out.lines(type, lines);
+          lines = [];
+          await out.record(record);
+        }
+        if (lines.length > 0) await out.lines(type, lines);
       }
     }
   };
-  await section("commit/", (repository, { key, value }) => {
+  await section("commit/", (repository, head, { key, value }) => {
     const id = key.slice("commit/".length);
     return (
-      spliceLine({ type: "commit", repository, id }, value) ?? {
+      spliceLine(`${head},"id":${JSON.stringify(id)}`, value) ?? {
         type: "commit",
         repository,
         id,
@@ -209,25 +235,29 @@ async function dumpRecords(source: Reader, out: Output, options: DumpEngineOptio
       }
     );
   });
-  await section("branch/", (repository, { key, value }) => ({
+  await section("branch/", (repository, _head, { key, value }) => ({
     type: "branch",
     repository,
     name: key.slice("branch/".length),
     ...decodeJson<Record<string, unknown>>(value, key),
   }));
-  await section("tag/", (repository, { key, value }) => ({
+  await section("tag/", (repository, _head, { key, value }) => ({
     type: "tag",
     repository,
     name: key.slice("tag/".length),
     ...decodeJson<Record<string, unknown>>(value, key),
   }));
   if (options.staging !== false) {
-    await section("staged/", (repository, { key, value }) => {
+    await section("staged/", (repository, head, { key, value }) => {
       const rest = key.slice("staged/".length);
       const slash = rest.indexOf("/");
       const token = rest.slice(0, slash);
       const path = rest.slice(slash + 1);
-      const line = spliceLine({ type: "staged", repository, token, path }, value, '{"entry":{');
+      const line = spliceLine(
+        `${head},"token":${JSON.stringify(token)},"path":${JSON.stringify(path)}`,
+        value,
+        '{"entry":{',
+      );
       if (line) return line;
       const v = decodeJson<{ entry?: unknown; deleted?: boolean }>(value, key);
       return {

@@ -38,6 +38,13 @@ export interface MetadataEngine {
   scan(partition: string, options?: ScanOptions): AsyncIterable<KvEntry>;
 
   /**
+   * Optional: the entries of {@link scan}, a page at a time — for callers that go through many entries (a dump,
+   * a listing), one step per page instead of one per entry. Pages are non-empty, and together hold exactly
+   * what `scan` yields. Callers use {@link scanPages}, which falls back to grouping `scan`.
+   */
+  scanPages?(partition: string, options?: ScanOptions): AsyncIterable<readonly KvEntry[]>;
+
+  /**
    * Applies `ops` in order. The fast path for bulk loads: engines batch them (one transaction, pipeline,
    * multi-row insert). Not atomic unless {@link EngineCapabilities.atomicBatch} says so; every op is
    * idempotent, so a failed batch can be retried whole.
@@ -66,6 +73,7 @@ export interface MetadataEngine {
 export interface EngineSnapshot {
   get(partition: string, key: string): Promise<Uint8Array | undefined>;
   scan(partition: string, options?: ScanOptions): AsyncIterable<KvEntry>;
+  scanPages?(partition: string, options?: ScanOptions): AsyncIterable<readonly KvEntry[]>;
   partitions(): AsyncIterable<string>;
   /** Ends the view. Idempotent; any later call rejects. */
   release(): Promise<void>;
@@ -119,6 +127,33 @@ export function compareKeys(a: string, b: string): number {
     return x - y;
   }
   return a.length - b.length;
+}
+
+/** How many entries {@link scanPages} groups into one page when the engine does not page itself. */
+const FALLBACK_PAGE = 1000;
+
+/**
+ * The entries of `source.scan(partition, options)` in pages: the engine's own pages when it has
+ * {@link MetadataEngine.scanPages}, otherwise `scan`'s entries grouped a thousand at a time.
+ */
+export async function* scanPages(
+  source: Pick<MetadataEngine, "scan" | "scanPages">,
+  partition: string,
+  options?: ScanOptions,
+): AsyncGenerator<readonly KvEntry[]> {
+  if (source.scanPages) {
+    yield* source.scanPages(partition, options);
+    return;
+  }
+  let page: KvEntry[] = [];
+  for await (const entry of source.scan(partition, options)) {
+    page.push(entry);
+    if (page.length >= FALLBACK_PAGE) {
+      yield page;
+      page = [];
+    }
+  }
+  if (page.length > 0) yield page;
 }
 
 /** Deletes every key of `partition` that starts with `prefix`, a thousand per batch. */

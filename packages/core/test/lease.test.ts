@@ -135,7 +135,7 @@ describe("leases", () => {
     const records: Record<string, unknown>[] = [];
     await dumpEngine(engine, {
       write: async (r) => void records.push(r),
-      writeLine: async (_type, json) => void records.push(JSON.parse(json)),
+      writeLines: async (_type, lines) => void records.push(...lines.map((l) => JSON.parse(l))),
     });
     const lease = records.find((r) => r.type === "engine-record" && r.key === leaseKey("backup-meta/abc"));
     expect(lease).toMatchObject({ partition: GLOBAL_PARTITION });

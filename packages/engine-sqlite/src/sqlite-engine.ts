@@ -84,6 +84,8 @@ export interface SqliteEngine extends MetadataEngine {
 }
 
 const PAGE_BYTES = 16 * 1024 * 1024;
+/** Rows of a scan's first page; pages double from there up to `pageSize`. */
+const FIRST_PAGE_ROWS = 64;
 
 const CAPABILITIES: EngineCapabilities = Object.freeze({ atomicBatch: true, consistency: "snapshot" });
 
@@ -101,7 +103,7 @@ interface Row {
  * length, and is read again as a BLOB. Measured on 1.1M rows of ~400 bytes: 7.0 s as BLOB objects, 2.9 s as
  * hex, ~1.5 s this way.
  */
-type ScanRow = [key: string, text: string, bytes: number];
+type ScanRow = [key: string, text: string | null, bytes: number];
 
 /**
  * Opens a SQLite metadata engine: one `WITHOUT ROWID` table keyed by (partition, key) as UTF-8 BLOBs, so SQLite
@@ -346,23 +348,35 @@ class SqliteEngineImpl implements SqliteEngine {
   }
 
   async *scan(partition: string, options: ScanOptions = {}): AsyncGenerator<KvEntry> {
+    for await (const page of this.scanPages(partition, options)) yield* page;
+  }
+
+  async *scanPages(partition: string, options: ScanOptions = {}): AsyncGenerator<readonly KvEntry[]> {
     const p = encodePartition(partition);
     let { lower, inclusive, upper, limit: remaining } = scanRange(options);
-
+    // Pages grow from a few rows while values stay small, so that a scan of a few keys reads few rows and a long
+    // one goes by in pages of `pageSize`; values above a page's share of PAGE_BYTES are read one by one.
+    let want = Math.min(FIRST_PAGE_ROWS, this.#config.pageSize);
     while (remaining > 0) {
-      const want = Math.min(this.#config.pageSize, remaining);
-      const { rows, full, last } = this.#run(() => this.#page(p, lower, inclusive, upper, want));
-      yield* rows;
+      const ask = Math.min(want, remaining);
+      const { rows, full, last } = this.#run(() => this.#page(p, lower, inclusive, upper, ask));
+      if (rows.length > 0) yield rows;
       remaining -= rows.length;
-      if (!full || rows.length === 0) return;
+      if (!full) return;
       // Keyset pagination: each page is its own query, so no statement stays open while the caller runs and
       // may write on this connection (better-sqlite3 forbids that while a statement iterates).
       lower = last;
       inclusive = false;
+      want = Math.min(2 * want, this.#config.pageSize);
     }
   }
 
-  /** One page of rows; `full` is false when the range has no more rows after it. */
+  /**
+   * Up to `want` rows of the range in key order, read in one call. A value larger than the page's share of
+   * PAGE_BYTES comes back as NULL from the query and is read on its own, so a page's values never come to much
+   * more than PAGE_BYTES, whatever their sizes. A value read on its own that is gone by then was deleted by
+   * another connection since the page was read: a key not present for the whole scan, left out.
+   */
   #page(
     p: Buffer,
     lower: Buffer | undefined,
@@ -371,7 +385,7 @@ class SqliteEngineImpl implements SqliteEngine {
     want: number,
   ): { rows: KvEntry[]; full: boolean; last: Buffer | undefined } {
     const conditions = ["partition = ?"];
-    const params: unknown[] = [p];
+    const params: unknown[] = [Math.floor(PAGE_BYTES / want), p];
     if (lower) {
       conditions.push(inclusive ? "key >= ?" : "key > ?");
       params.push(lower);
@@ -381,29 +395,17 @@ class SqliteEngineImpl implements SqliteEngine {
       params.push(upper);
     }
     // Aliases differ from the column names so that ORDER BY uses the primary key's order, not a sort of the casts.
-    const sql = `SELECT CAST(key AS TEXT) AS k, CAST(value AS TEXT) AS t, length(value) AS n FROM cairn_kv WHERE ${conditions.join(" AND ")} ORDER BY key LIMIT ?`;
+    const sql = `SELECT CAST(key AS TEXT) AS k, CASE WHEN length(value) <= ? THEN CAST(value AS TEXT) END AS t, length(value) AS n FROM cairn_kv WHERE ${conditions.join(" AND ")} ORDER BY key LIMIT ?`;
+    const found = this.#rawStatement(sql).all(...params, want) as ScanRow[];
     const rows: KvEntry[] = [];
-    let bytes = 0;
-    let full = false;
-    for (const [key, text, length] of this.#rawStatement(sql).iterate(
-      ...params,
-      want,
-    ) as IterableIterator<ScanRow>) {
-      let value: Uint8Array | undefined = Buffer.from(text, "utf8");
-      if (value.length !== length || text.includes("\uFFFD")) value = this.#blob(p, key);
-      // Deleted by another connection since the page was read: a key not present for the whole scan.
-      if (value === undefined) continue;
-      rows.push({ key, value });
-      bytes += length + key.length;
-      // Stopping early closes the statement (the loop calls its `return`) before anything is yielded.
-      if (bytes >= PAGE_BYTES) {
-        full = true;
-        break;
-      }
+    for (const [key, text, length] of found) {
+      let value: Uint8Array | undefined = text === null ? undefined : Buffer.from(text, "utf8");
+      if (value === undefined || value.length !== length || text!.includes("\uFFFD"))
+        value = this.#blob(p, key);
+      if (value !== undefined) rows.push({ key, value });
     }
-    full ||= rows.length === want;
-    const last = rows.length > 0 ? Buffer.from(rows[rows.length - 1]!.key, "utf8") : undefined;
-    return { rows, full, last };
+    const last = found.length > 0 ? Buffer.from(found[found.length - 1]![0], "utf8") : undefined;
+    return { rows, full: found.length === want, last };
   }
 
   async writeBatch(ops: readonly WriteOp[]): Promise<void> {
@@ -467,6 +469,7 @@ class SqliteEngineImpl implements SqliteEngine {
     return {
       get: (partition, key) => view.get(partition, key),
       scan: (partition, options) => view.scan(partition, options),
+      scanPages: (partition, options) => view.scanPages(partition, options),
       partitions: () => view.partitions(),
       release: async () => {
         if (released) return;

@@ -53,6 +53,11 @@ export interface DumpWriter {
    * caller vouches for it — readers still check every line.
    */
   writeLine(type: string, json: string): Promise<void>;
+  /**
+   * {@link writeLine} for many records of one type at once, in order: one step for a page of records. Every line
+   * is checked before any is written, so a refused call writes nothing.
+   */
+  writeLines(type: string, lines: readonly string[]): Promise<void>;
   /** Writes the footer, ends `output` and resolves once every byte has been handed to it. */
   end(): Promise<DumpFooter>;
   /** Stops writing and destroys the streams, so a partial dump is never mistaken for a whole one. */
@@ -157,13 +162,30 @@ export function writeDump(options: WriteDumpOptions): DumpWriter {
     return index;
   };
 
-  const append = async (type: string, index: number, json: string): Promise<void> => {
+  const append = async (type: string, index: number, lines: readonly string[]): Promise<void> => {
     current = index;
-    recordNumber++;
-    counts.set(type, (counts.get(type) ?? 0) + 1);
-    batch.push(json, "\n");
-    batchChars += json.length + 1;
+    recordNumber += lines.length;
+    counts.set(type, (counts.get(type) ?? 0) + lines.length);
+    for (const json of lines) {
+      batch.push(json, "\n");
+      batchChars += json.length + 1;
+    }
     if (batchChars >= BATCH_CHARS) await flush();
+  };
+
+  const writeLines = async (type: string, lines: readonly string[]): Promise<void> => {
+    if (ended) throw new ManifestError("INVALID_OPTIONS", "write() was called after end() or abort().");
+    if (failure !== undefined) fail();
+    const index = sectionOf(type, `record ${recordNumber + 1}`);
+    for (const [i, json] of lines.entries()) {
+      if (typeof json !== "string" || !json.startsWith("{") || !json.endsWith("}") || json.includes("\n")) {
+        throw new ManifestError(
+          "INVALID_RECORD",
+          `record ${recordNumber + 1 + i} is not a JSON object on one line.`,
+        );
+      }
+    }
+    await append(type, index, lines);
   };
 
   return {
@@ -193,18 +215,10 @@ export function writeDump(options: WriteDumpOptions): DumpWriter {
           },
         );
       }
-      await append(type as string, index, line);
+      await append(type as string, index, [line]);
     },
-    async writeLine(type: string, json: string): Promise<void> {
-      if (ended) throw new ManifestError("INVALID_OPTIONS", "write() was called after end() or abort().");
-      if (failure !== undefined) fail();
-      const where = `record ${recordNumber + 1}`;
-      const index = sectionOf(type, where);
-      if (typeof json !== "string" || !json.startsWith("{") || !json.endsWith("}") || json.includes("\n")) {
-        throw new ManifestError("INVALID_RECORD", `${where} is not a JSON object on one line.`);
-      }
-      await append(type, index, json);
-    },
+    writeLine: (type: string, json: string) => writeLines(type, [json]),
+    writeLines,
     async end(): Promise<DumpFooter> {
       if (ended) throw new ManifestError("INVALID_OPTIONS", "end() was called twice or after abort().");
       ended = true;

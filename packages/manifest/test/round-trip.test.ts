@@ -183,4 +183,29 @@ describe("writeLine", () => {
     const footer = await writer.end();
     expect(footer.counts).toMatchObject({ tag: 1, commit: 0 });
   });
+
+  test("writeLines writes a page of one type as writeLine would, and refuses a page with a bad line whole", async () => {
+    const records = sampleRecords();
+    const viaWrite = await dump(records);
+    const { output, bytes } = sink();
+    const writer = writeDump({ ...base, output, consistency: "snapshot" });
+    for (const type of SECTIONS) {
+      const lines = records.filter((r) => r.type === type).map((r) => JSON.stringify(r));
+      if (lines.length > 0) await writer.writeLines(type, lines);
+    }
+    await writer.end();
+    expect(bytes()).toEqual(viaWrite);
+
+    const second = sink();
+    const refusing = writeDump({ ...base, output: second.output });
+    const tag = (name: string) => `{"type":"tag","repository":"r","name":"${name}","commitId":"c1"}`;
+    await refusing.writeLines("tag", [tag("v1")]);
+    await expectManifestError(
+      refusing.writeLines("tag", [tag("v2"), tag("v3"), '{"type":"tag",\n"name":"v4"}']),
+      "INVALID_RECORD",
+      /record 4 is not a JSON object on one line/,
+    );
+    expect((await refusing.end()).counts).toMatchObject({ tag: 1 });
+    expect((await read(second.bytes())).records.map((r) => r.name)).toEqual(["v1"]);
+  });
 });
