@@ -11,6 +11,7 @@ import {
   clearKeys,
   compareKeys,
   type EngineSnapshot,
+  entryText,
   type KvEntry,
   type MetadataEngine,
   type ScanOptions,
@@ -157,13 +158,6 @@ interface Output {
   lines(type: string, lines: readonly string[]): Promise<void>;
 }
 
-/** The text of a stored value, without copying a Buffer's bytes into a new view first. */
-function textOf(value: Uint8Array): string {
-  return (
-    Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
-  ).toString("utf8");
-}
-
 /**
  * The dump line of a record whose first fields are `head` — a JSON object's text without its closing brace — and
  * whose other fields are the JSON object stored as `value`, spliced as text: commits and staged entries are most
@@ -171,8 +165,8 @@ function textOf(value: Uint8Array): string {
  * one-line, non-empty JSON object (or does not start with `lead`), so the caller takes the parsing path, which
  * reports what is wrong.
  */
-function spliceLine(head: string, value: Uint8Array, lead = "{"): string | undefined {
-  const text = textOf(value);
+function spliceLine(head: string, entry: KvEntry, lead = "{"): string | undefined {
+  const text = entryText(entry);
   if (!text.startsWith(lead) || !text.endsWith("}") || text.length < 3 || text.includes("\n"))
     return undefined;
   return `${head},${text.slice(1)}`;
@@ -224,14 +218,15 @@ async function dumpRecords(source: Reader, out: Output, options: DumpEngineOptio
       }
     }
   };
-  await section("commit/", (repository, head, { key, value }) => {
+  await section("commit/", (repository, head, entry) => {
+    const { key } = entry;
     const id = key.slice("commit/".length);
     return (
-      spliceLine(`${head},"id":${JSON.stringify(id)}`, value) ?? {
+      spliceLine(`${head},"id":${JSON.stringify(id)}`, entry) ?? {
         type: "commit",
         repository,
         id,
-        ...decodeJson<Record<string, unknown>>(value, key),
+        ...decodeJson<Record<string, unknown>>(entry.value, key),
       }
     );
   });
@@ -248,18 +243,19 @@ async function dumpRecords(source: Reader, out: Output, options: DumpEngineOptio
     ...decodeJson<Record<string, unknown>>(value, key),
   }));
   if (options.staging !== false) {
-    await section("staged/", (repository, head, { key, value }) => {
+    await section("staged/", (repository, head, entry) => {
+      const { key } = entry;
       const rest = key.slice("staged/".length);
       const slash = rest.indexOf("/");
       const token = rest.slice(0, slash);
       const path = rest.slice(slash + 1);
       const line = spliceLine(
         `${head},"token":${JSON.stringify(token)},"path":${JSON.stringify(path)}`,
-        value,
+        entry,
         '{"entry":{',
       );
       if (line) return line;
-      const v = decodeJson<{ entry?: unknown; deleted?: boolean }>(value, key);
+      const v = decodeJson<{ entry?: unknown; deleted?: boolean }>(entry.value, key);
       return {
         type: "staged",
         repository,

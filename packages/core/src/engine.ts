@@ -97,6 +97,32 @@ export interface KvEntry {
   value: Uint8Array;
 }
 
+/**
+ * An entry whose value an engine read as text — exactly, its bytes being valid UTF-8 — for callers that want the
+ * text (a dump writes cairn's JSON records as they are): {@link entryText} reads it without encoding it to bytes
+ * and decoding it again. `value` encodes it on first use.
+ */
+export class TextEntry implements KvEntry {
+  #value: Uint8Array | undefined;
+  constructor(
+    readonly key: string,
+    readonly text: string,
+  ) {}
+  get value(): Uint8Array {
+    this.#value ??= Buffer.from(this.text, "utf8");
+    return this.#value;
+  }
+}
+
+/** The value of `entry` decoded as UTF-8 (as the engine read it, when it read it as text). */
+export function entryText(entry: KvEntry): string {
+  if (entry instanceof TextEntry) return entry.text;
+  const { value } = entry;
+  return (
+    Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+  ).toString("utf8");
+}
+
 /** `value: null` deletes the key. */
 export interface WriteOp {
   partition: string;
