@@ -356,11 +356,10 @@ export async function loadEngine(
     // Settled here so that a failure is not unhandled while the next batch fills; it surfaces on the next flush.
     writing.catch(() => {});
   };
-  const put = async (partition: string, key: string, value: Uint8Array) => {
+  const put = (partition: string, key: string, value: Uint8Array) => {
     written.add(partition);
     batch.push({ partition, key, value });
     batchBytes += key.length + value.length;
-    if (batch.length >= LOAD_BATCH.ops || batchBytes >= LOAD_BATCH.bytes) await flush();
   };
   const bad = (record: DumpRecord, why: string): never => {
     throw new CorruptError(`Dump record ${count} (${record.type}): ${why}.`);
@@ -375,79 +374,81 @@ export async function loadEngine(
   };
 
   try {
-    for await (const record of reader) {
-      count++;
-      counts[record.type] = (counts[record.type] ?? 0) + 1;
-      if (count % 10_000 === 0) options.onRecord?.(count);
-      switch (record.type) {
-        case "repository": {
-          if (options.repository !== undefined && record.name !== options.repository) break;
-          const { name, id, namespace, defaultBranch, createdAt, bare } = record as unknown as {
-            name: string;
-            id: string;
-            namespace: string;
-            defaultBranch: string;
-            createdAt: string;
-            bare: boolean;
-          };
-          if (repos.has(name)) bad(record, `repository "${name}" appears twice`);
-          repos.set(name, {
-            name,
-            namespace,
-            defaultBranch,
-            createdAt,
-            bare,
-            instanceId: id,
-            commits: new Set(),
-            hasDefaultBranch: false,
-            parents: new Set(),
-          });
-          break;
-        }
-        case "commit": {
-          const r = repoOf(record);
-          if (!r) break;
-          const { type: _t, repository: _r, id, ...commit } = record as Record<string, unknown>;
-          const parents = commit.parents as unknown[];
-          if (!parents.every((p) => typeof p === "string")) bad(record, "parents must be commit ids");
-          r.commits.add(id as string);
-          for (const p of parents as string[]) r.parents.add(p);
-          await put(partitionOf(r.instanceId), `commit/${id as string}`, encodeJson(commit));
-          break;
-        }
-        case "branch":
-        case "tag": {
-          const r = repoOf(record);
-          if (!r) break;
-          const { type, repository: _r, name, ...value } = record as Record<string, unknown>;
-          if (!r.commits.has(value.commitId as string)) {
-            bad(
-              record,
-              `${type} "${String(name)}" points at commit ${String(value.commitId)}, which is not in the dump`,
-            );
+    for await (const page of reader.pages())
+      for (const record of page) {
+        count++;
+        counts[record.type] = (counts[record.type] ?? 0) + 1;
+        if (count % 10_000 === 0) options.onRecord?.(count);
+        switch (record.type) {
+          case "repository": {
+            if (options.repository !== undefined && record.name !== options.repository) break;
+            const { name, id, namespace, defaultBranch, createdAt, bare } = record as unknown as {
+              name: string;
+              id: string;
+              namespace: string;
+              defaultBranch: string;
+              createdAt: string;
+              bare: boolean;
+            };
+            if (repos.has(name)) bad(record, `repository "${name}" appears twice`);
+            repos.set(name, {
+              name,
+              namespace,
+              defaultBranch,
+              createdAt,
+              bare,
+              instanceId: id,
+              commits: new Set(),
+              hasDefaultBranch: false,
+              parents: new Set(),
+            });
+            break;
           }
-          if (type === "branch" && name === r.defaultBranch) r.hasDefaultBranch = true;
-          await put(partitionOf(r.instanceId), `${type}/${String(name)}`, encodeJson(value));
-          break;
+          case "commit": {
+            const r = repoOf(record);
+            if (!r) break;
+            const { type: _t, repository: _r, id, ...commit } = record as Record<string, unknown>;
+            const parents = commit.parents as unknown[];
+            if (!parents.every((p) => typeof p === "string")) bad(record, "parents must be commit ids");
+            r.commits.add(id as string);
+            for (const p of parents as string[]) r.parents.add(p);
+            put(partitionOf(r.instanceId), `commit/${id as string}`, encodeJson(commit));
+            break;
+          }
+          case "branch":
+          case "tag": {
+            const r = repoOf(record);
+            if (!r) break;
+            const { type, repository: _r, name, ...value } = record as Record<string, unknown>;
+            if (!r.commits.has(value.commitId as string)) {
+              bad(
+                record,
+                `${type} "${String(name)}" points at commit ${String(value.commitId)}, which is not in the dump`,
+              );
+            }
+            if (type === "branch" && name === r.defaultBranch) r.hasDefaultBranch = true;
+            put(partitionOf(r.instanceId), `${type}/${String(name)}`, encodeJson(value));
+            break;
+          }
+          case "staged": {
+            const r = repoOf(record);
+            if (!r) break;
+            const { token, path, entry } = record as Record<string, unknown>;
+            const value = entry ? { entry } : { deleted: true, path };
+            put(partitionOf(r.instanceId), `staged/${String(token)}/${String(path)}`, encodeJson(value));
+            break;
+          }
+          case "engine-record": {
+            if (options.repository !== undefined) break;
+            const { partition, key, value } = record as Record<string, string>;
+            put(partition!, key!, Buffer.from(value!, "base64"));
+            break;
+          }
+          default:
+            bad(record, "unknown record type");
         }
-        case "staged": {
-          const r = repoOf(record);
-          if (!r) break;
-          const { token, path, entry } = record as Record<string, unknown>;
-          const value = entry ? { entry } : { deleted: true, path };
-          await put(partitionOf(r.instanceId), `staged/${String(token)}/${String(path)}`, encodeJson(value));
-          break;
-        }
-        case "engine-record": {
-          if (options.repository !== undefined) break;
-          const { partition, key, value } = record as Record<string, string>;
-          await put(partition!, key!, Buffer.from(value!, "base64"));
-          break;
-        }
-        default:
-          bad(record, "unknown record type");
+        if (batch.length >= LOAD_BATCH.ops || batchBytes >= LOAD_BATCH.bytes) await flush();
       }
-    }
     for (const r of repos.values()) {
       for (const p of r.parents) {
         if (!r.commits.has(p)) {

@@ -27,6 +27,12 @@ export interface ReadDumpOptions {
 export interface DumpReader extends AsyncIterable<DumpRecord> {
   /** The header, read and checked on first call (iteration calls it too). */
   header(): Promise<DumpHeader>;
+  /**
+   * The records in pages — those of one chunk of input at a time, in file order, each page non-empty — for
+   * readers that go through many: one step per page instead of one per record. Iterate either the reader or its
+   * pages, once; the same checks apply.
+   */
+  pages(): AsyncIterable<readonly DumpRecord[]>;
   /** The footer, once iteration has completed without error; `undefined` before. */
   readonly footer: DumpFooter | undefined;
 }
@@ -96,42 +102,55 @@ async function* plainBytes(
 class Reader implements DumpReader {
   footer: DumpFooter | undefined;
   readonly #options: ReadDumpOptions;
-  readonly #items: AsyncGenerator<DumpHeader | DumpRecord>;
+  readonly #pages: AsyncGenerator<DumpRecord[]>;
   #header: Promise<DumpHeader> | undefined;
+  #resolveHeader!: (header: DumpHeader) => void;
   #iterated = false;
 
   constructor(input: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, options: ReadDumpOptions) {
     this.#options = options;
-    this.#items = this.#parse(plainBytes(input, options));
+    this.#pages = this.#parse(plainBytes(input, options));
   }
 
+  /** Reads up to the header line: the first page comes back once the header is checked, and is kept for iteration. */
   header(): Promise<DumpHeader> {
-    this.#header ??= this.#items.next().then((first) => first.value as DumpHeader);
+    if (this.#header === undefined) {
+      const header = new Promise<DumpHeader>((resolve) => {
+        this.#resolveHeader = resolve;
+      });
+      const first = this.#pages.next();
+      // Either the header is found (resolving `header`) or reading fails before it, rejecting `first`.
+      this.#header = Promise.race([header, first.then(() => header)]);
+      this.#first = first;
+    }
     return this.#header;
   }
 
-  // A plain iterator over #items rather than a second generator: one async hop per record, not two.
-  [Symbol.asyncIterator](): AsyncIterator<DumpRecord> {
+  #first: Promise<IteratorResult<DumpRecord[]>> | undefined;
+
+  async *pages(): AsyncGenerator<readonly DumpRecord[]> {
     if (this.#iterated) throw new ManifestError("INVALID_OPTIONS", "A dump can be iterated only once.");
     this.#iterated = true;
-    const items = this.#items;
-    let started = false;
-    return {
-      next: async (): Promise<IteratorResult<DumpRecord>> => {
-        if (!started) {
-          started = true;
-          await this.header();
-        }
-        return (await items.next()) as IteratorResult<DumpRecord>;
-      },
-      return: async (): Promise<IteratorResult<DumpRecord>> => {
-        await items.return(undefined);
-        return { done: true, value: undefined };
-      },
-    };
+    try {
+      await this.header();
+      const first = await this.#first!;
+      if (first.done) return;
+      if (first.value.length > 0) yield first.value;
+      for await (const page of { [Symbol.asyncIterator]: () => this.#pages }) {
+        if (page.length > 0) yield page;
+      }
+    } finally {
+      // Stopping early closes the input.
+      await this.#pages.return(undefined);
+    }
   }
 
-  async *#parse(bytes: AsyncIterable<Buffer>): AsyncGenerator<DumpHeader | DumpRecord> {
+  async *[Symbol.asyncIterator](): AsyncIterator<DumpRecord> {
+    for await (const page of this.pages()) yield* page;
+  }
+
+  /** The records of each chunk of input; the header goes to `#resolveHeader`, the footer is checked at the end. */
+  async *#parse(bytes: AsyncIterable<Buffer>): AsyncGenerator<DumpRecord[]> {
     const options = this.#options;
     const maxLine = options.maxLineBytes ?? 64 * 1024 * 1024;
     const prefix = options.label === undefined ? "" : `${options.label}, `;
@@ -168,7 +187,7 @@ class Reader implements DumpReader {
     };
 
     // `line` ends with its "\n" when `terminated`. Returns the item to yield, or undefined for a line that yields nothing (blank line, footer).
-    const handle = (line: Buffer, at: number, terminated: boolean): DumpHeader | DumpRecord | undefined => {
+    const handle = (line: Buffer, at: number, terminated: boolean): DumpRecord | undefined => {
       lineNumber++;
       const where = `${prefix}line ${lineNumber}`;
       const text = line.toString("utf8", 0, terminated ? line.length - 1 : line.length);
@@ -204,7 +223,8 @@ class Reader implements DumpReader {
         order = map;
         orderList = sections as string[];
         header = value as DumpHeader;
-        return header;
+        this.#resolveHeader(header);
+        return undefined;
       }
       if (!isPlainObject(value) || typeof value.type !== "string") {
         throw new ManifestError("INVALID_RECORD", `${where}: record.type must be a string.`);
@@ -250,6 +270,7 @@ class Reader implements DumpReader {
     };
 
     for await (const chunk of bytes) {
+      const page: DumpRecord[] = [];
       let start = 0;
       let nl = chunk.indexOf(10);
       if (carry.length > 0 && nl !== -1) {
@@ -259,13 +280,13 @@ class Reader implements DumpReader {
         carry = [];
         carryBytes = 0;
         const item = handle(line, at, true);
-        if (item !== undefined) yield item;
+        if (item !== undefined) page.push(item);
         start = nl + 1;
         nl = chunk.indexOf(10, start);
       }
       while (nl !== -1) {
         const item = handle(chunk.subarray(start, nl + 1), base + start, true);
-        if (item !== undefined) yield item;
+        if (item !== undefined) page.push(item);
         start = nl + 1;
         nl = chunk.indexOf(10, start);
       }
@@ -275,10 +296,12 @@ class Reader implements DumpReader {
         if (carryBytes > maxLine) tooLong(base + chunk.length - carryBytes);
       }
       base += chunk.length;
+      // Pages are handed over once the header is known, so that header() settles before any record is seen.
+      if (header !== undefined) yield page;
     }
     if (carry.length > 0) {
       const item = handle(Buffer.concat(carry), base - carryBytes, false);
-      if (item !== undefined) yield item;
+      if (item !== undefined) yield [item];
     }
     if (header === undefined) {
       throw new ManifestError("TRUNCATED", `${prefix}the dump is empty: it has no header line.`);
