@@ -9,13 +9,11 @@ export const ENGINE_LIMITS = Object.freeze({
   valueBytes: 16 * 1024 * 1024,
 });
 
-const LONE_SURROGATE = /\p{Cs}/u;
-
 function encodeName(what: "key" | "partition", name: unknown, max: number): Buffer {
   if (typeof name !== "string" || name.length === 0) {
     throw new InvalidArgumentError(`A ${what} must be a non-empty string, got ${JSON.stringify(name)}.`);
   }
-  if (LONE_SURROGATE.test(name)) {
+  if (!name.isWellFormed()) {
     throw new InvalidArgumentError(
       `The ${what} ${JSON.stringify(name)} is not valid Unicode (it has a lone surrogate).`,
     );
