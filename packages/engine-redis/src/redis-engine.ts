@@ -4,6 +4,7 @@ import type { ConnectionOptions } from "node:tls";
 import {
   checkExpected,
   checkValue,
+  ENGINE_LIMITS,
   type EngineCapabilities,
   encodeKey,
   encodePartition,
@@ -108,6 +109,8 @@ const CLOSED = Buffer.from("[");
 const MINUS = Buffer.from("-");
 const PLUS = Buffer.from("+");
 const INDEX_PAGE_SIZE = 500;
+/** UTF-16 code units that take at most ENGINE_LIMITS.keyBytes of UTF-8 whatever they are (three bytes each). */
+const KEY_UNITS = Math.floor(ENGINE_LIMITS.keyBytes / 3);
 /** Registrations remembered per connection; beyond that the memory is dropped and partitions register anew. */
 const REGISTRATION_CACHE = 10_000;
 
@@ -126,6 +129,21 @@ interface ScriptCommands {
   cairnRegister(index: string, registered: string, partition: string): Promise<number>;
   cairnIndexPage(index: string, registered: string, min: Buffer, count: number): Promise<string[]>;
   cairnUnregister(index: string, registered: string, partition: string, time: string): Promise<number>;
+}
+
+/**
+ * Consecutive sets (or deletes) of one partition in a batch, as the arguments of their commands. Keys go as
+ * strings: ioredis encodes a command of string arguments as one string, but each Buffer argument as three pieces,
+ * so the sorted-set commands and the deletes have no Buffer argument at all.
+ */
+interface Run {
+  partition: string;
+  removing: boolean;
+  entries: number;
+  /** HSET's field, value, field, value, … or, for deletes, the keys. */
+  fields: Array<string | Buffer>;
+  /** ZADD's score, member, score, member, … */
+  members: string[];
 }
 
 type ScriptClient = Redis & ScriptCommands;
@@ -150,6 +168,15 @@ function defineScripts(client: Redis): ScriptClient {
 
 const toBuffer = (bytes: Uint8Array): Buffer =>
   Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+/**
+ * Checks that the contract allows `key`. A key of at most a third of the limit in UTF-16 code units cannot exceed it
+ * in UTF-8 bytes, so it is not encoded just to be measured: a load checks a million keys.
+ */
+function checkKey(key: string): void {
+  if (typeof key === "string" && key.length > 0 && key.length <= KEY_UNITS && key.isWellFormed()) return;
+  encodeKey(key);
+}
 
 function wholeNumber(name: string, value: number | undefined, fallback: number, min: number): number {
   const n = value ?? fallback;
@@ -458,24 +485,36 @@ class RedisEngineImpl implements RedisEngine {
 
   async writeBatch(ops: readonly WriteOp[]): Promise<void> {
     this.#checkOpen();
-    // Ops on different partitions commute, so they are grouped by partition, each group in its original order;
-    // within it, runs of sets (or of deletes) become one transaction of a few large commands.
-    const byPartition = new Map<string, Array<{ key: Buffer; value: Buffer | null }>>();
+    // Ops on different partitions commute, so each partition's ops only keep their order among themselves: its
+    // consecutive sets (or deletes) become one run, sent as one transaction of a few large commands, whatever
+    // other partitions' ops come between them. Runs are built from the arguments directly, checking every op
+    // before anything is sent.
+    const runs: Run[] = [];
+    const last = new Map<string, Run>();
     for (const op of ops) {
-      let group = byPartition.get(op.partition);
-      if (!group) {
-        encodePartition(op.partition);
-        group = [];
-        byPartition.set(op.partition, group);
+      const { partition, key, value } = op;
+      let run = last.get(partition);
+      if (!run) encodePartition(partition);
+      checkKey(key);
+      const removing = value === null;
+      if (!run || run.removing !== removing || run.entries === BATCH_ENTRIES) {
+        run = { partition, removing, entries: 0, fields: [], members: [] };
+        runs.push(run);
+        last.set(partition, run);
       }
-      const key = encodeKey(op.key);
-      group.push({ key, value: op.value === null ? null : toBuffer(checkValue(op.value, op.key)) });
+      run.entries++;
+      if (removing) {
+        run.fields.push(key);
+      } else {
+        run.fields.push(key, toBuffer(checkValue(value, key)));
+        run.members.push("0", key);
+      }
     }
-    if (byPartition.size === 0) return;
-    await this.#run(() => this.#applyBatch(byPartition));
+    if (runs.length === 0) return;
+    await this.#run(() => this.#applyBatch(runs));
   }
 
-  async #applyBatch(byPartition: Map<string, Array<{ key: Buffer; value: Buffer | null }>>): Promise<void> {
+  async #applyBatch(runs: readonly Run[]): Promise<void> {
     const inFlight = new Set<Promise<void>>();
     let failure: unknown;
     let pipeline = this.#client.pipeline() as ScriptPipeline;
@@ -502,46 +541,33 @@ class RedisEngineImpl implements RedisEngine {
       inFlight.add(tracked);
       if (inFlight.size >= PIPELINES_IN_FLIGHT) await Promise.race(inFlight);
     };
-    const registered: Array<[string, number]> = [];
+    const registered = new Map<string, number>();
     const now = Date.now();
-    for (const [partition, group] of byPartition) {
+    for (const run of runs) {
       if (failure !== undefined) break;
+      const { partition } = run;
       const zset = this.#keys.keys(partition);
       const hash = this.#keys.values(partition);
-      // Registration goes first on the same connection, so the server applies it before any of the writes.
-      if (group.some((op) => op.value !== null) && this.#needsRegistration(partition)) {
+      // Registration goes before the partition's first set on the same connection, so the server applies it
+      // before any of the writes.
+      if (!run.removing && !registered.has(partition) && this.#needsRegistration(partition)) {
         pipeline.cairnRegister(this.#keys.partitionIndex, this.#keys.registered, partition);
-        registered.push([partition, now]);
+        registered.set(partition, now);
         calls++;
       }
-      for (let i = 0; i < group.length && failure === undefined; ) {
-        const removing = group[i]!.value === null;
-        const fields: Buffer[] = [];
-        const members: Array<Buffer | string> = [];
-        let n = 0;
-        for (; i < group.length && n < BATCH_ENTRIES && (group[i]!.value === null) === removing; i++, n++) {
-          const op = group[i]!;
-          if (removing) {
-            fields.push(op.key);
-          } else {
-            fields.push(op.key, op.value!);
-            members.push("0", op.key);
-          }
-        }
-        // MULTI/EXEC keeps a key's sorted-set member and hash field in step, as the scripts do for single writes,
-        // without the cost of copying every argument into Lua. Both keys share one hash tag, so one slot.
-        pipeline.call("multi");
-        if (removing) {
-          pipeline.zrem(zset, ...fields);
-          pipeline.hdel(hash, ...fields);
-        } else {
-          pipeline.hset(hash, ...fields);
-          pipeline.zadd(zset, ...members);
-        }
-        pipeline.call("exec");
-        calls++;
-        if (calls >= PIPELINE_CALLS) await flush();
+      // MULTI/EXEC keeps a key's sorted-set member and hash field in step, as the scripts do for single writes,
+      // without the cost of copying every argument into Lua. Both keys share one hash tag, so one slot.
+      pipeline.call("multi");
+      if (run.removing) {
+        pipeline.zrem(zset, ...run.fields);
+        pipeline.hdel(hash, ...run.fields);
+      } else {
+        pipeline.hset(hash, ...run.fields);
+        pipeline.zadd(zset, ...run.members);
       }
+      pipeline.call("exec");
+      calls++;
+      if (calls >= PIPELINE_CALLS) await flush();
     }
     await flush();
     await Promise.all(inFlight);

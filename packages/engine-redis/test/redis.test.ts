@@ -415,6 +415,29 @@ describe("redis engine", () => {
     }
   });
 
+  it("checks every key of a batch before writing any of it", async () => {
+    const { url } = fresh("batch-keys");
+    const engine = await factory.open(url);
+    try {
+      const longest = `${"€".repeat(1365)}x`;
+      expect(Buffer.byteLength(longest)).toBe(4096);
+      for (const bad of [`${longest}y`, "a\ud800", ""]) {
+        await expectCode(
+          engine.writeBatch([
+            { partition: "p", key: "first", value: utf8("1") },
+            { partition: "p", key: bad, value: utf8("2") },
+          ]),
+          "INVALID_ARGUMENT",
+        );
+      }
+      expect(await collect(engine.scan("p"))).toEqual([]);
+      await engine.writeBatch([{ partition: "p", key: longest, value: utf8("1") }]);
+      expect((await collect(engine.scan("p"))).map((e) => e.key)).toEqual([longest]);
+    } finally {
+      await engine.close();
+    }
+  });
+
   it("is closed for good after close(): every call rejects with UNAVAILABLE naming the URL", async () => {
     const { url } = fresh("closed");
     const engine = await factory.open(url);
