@@ -141,7 +141,7 @@ export async function backupRepository(
     const previous = (await listSnapshots(target, { repository: name, onBad: () => {} })).at(-1);
     const present = previous ? await inventoryDigests(target, previous, dir) : await DigestSet.list(target);
     const lookUp = previous !== undefined;
-    const inventoried = new Set<string>();
+    const inventoried = new DigestSet();
     const progress: BackupProgress = { objects: 0, copied: 0, skipped: 0, copiedBytes: 0 };
     const report = () => options.onProgress?.({ ...progress });
     const inventoryFile = join(dir, "inventory.json.gz");

@@ -75,65 +75,76 @@ export async function copyVerified(
   }
 }
 
+/** A lower-case SHA-256 in hex: what {@link DigestSet} keeps as 32 bytes. */
+const HEX_DIGEST = /^[0-9a-f]{64}$/;
+
 /**
- * The digests of every object under `objects/` of a backup location, as one sorted buffer of 32-byte digests:
- * 32 bytes an object instead of a string each, so a location of millions of objects fits in tens of MB.
+ * A set of SHA-256 digests, kept as 32 bytes each in one open-addressing table (linear probing, at most half
+ * full) instead of a string each: a backup of millions of objects remembers what it has seen in tens of MB.
+ * Anything that is not a lower-case hex digest is kept apart as a string, so the set means what a `Set` of the
+ * strings would.
  */
 export class DigestSet {
-  #sorted: Buffer = Buffer.alloc(0);
+  #table = Buffer.alloc(32 * 1024);
+  #used = new Uint8Array(1024);
   #count = 0;
-  readonly #added = new Set<string>();
+  readonly #other = new Set<string>();
 
+  /** The digests of every object under `objects/` of a backup location. */
   static async list(store: ObjectStore): Promise<DigestSet> {
     const set = new DigestSet();
-    let buffer = Buffer.alloc(32 * 4096);
-    let count = 0;
-    let previous = "";
     for await (const info of store.list(OBJECTS_PREFIX)) {
       const digest = objectDigest(info.key);
-      if (!digest) continue;
-      if (digest <= previous) {
-        // Not in order (a store that breaks the listing contract): keep the rest as strings.
-        set.#added.add(digest);
-        continue;
-      }
-      previous = digest;
-      if ((count + 1) * 32 > buffer.length) {
-        const grown = Buffer.alloc(buffer.length * 2);
-        buffer.copy(grown);
-        buffer = grown;
-      }
-      buffer.write(digest, count * 32, "hex");
-      count++;
+      if (digest) set.add(digest);
     }
-    // Listings are in key order, and keys start with the digest's first hex digits: sorted by digest.
-    set.#sorted = buffer.subarray(0, count * 32);
-    set.#count = count;
     return set;
   }
 
   get size(): number {
-    return this.#count + this.#added.size;
+    return this.#count + this.#other.size;
   }
 
   has(sha256: string): boolean {
-    if (this.#added.has(sha256)) return true;
-    const needle = Buffer.from(sha256, "hex");
-    let lo = 0;
-    let hi = this.#count - 1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >>> 1;
-      const c = this.#sorted.compare(needle, 0, 32, mid * 32, mid * 32 + 32);
-      if (c === 0) return true;
-      if (c > 0) hi = mid - 1;
-      else lo = mid + 1;
-    }
-    return false;
+    if (!HEX_DIGEST.test(sha256)) return this.#other.has(sha256);
+    return this.#used[this.#slot(Buffer.from(sha256, "hex"))] === 1;
   }
 
-  /** Records a digest added during this run. */
   add(sha256: string): void {
-    this.#added.add(sha256);
+    if (!HEX_DIGEST.test(sha256)) {
+      this.#other.add(sha256);
+      return;
+    }
+    const digest = Buffer.from(sha256, "hex");
+    const slot = this.#slot(digest);
+    if (this.#used[slot] === 1) return;
+    digest.copy(this.#table, slot * 32);
+    this.#used[slot] = 1;
+    this.#count++;
+    if (2 * this.#count > this.#used.length) this.#grow();
+  }
+
+  /** The slot holding `digest`, or the empty slot where it would go. Digests are uniform: their first bytes hash. */
+  #slot(digest: Buffer): number {
+    const mask = this.#used.length - 1;
+    let slot = digest.readUInt32BE(0) & mask;
+    while (this.#used[slot] === 1 && this.#table.compare(digest, 0, 32, slot * 32, slot * 32 + 32) !== 0) {
+      slot = (slot + 1) & mask;
+    }
+    return slot;
+  }
+
+  #grow(): void {
+    const table = this.#table;
+    const used = this.#used;
+    this.#table = Buffer.alloc(table.length * 2);
+    this.#used = new Uint8Array(used.length * 2);
+    for (let i = 0; i < used.length; i++) {
+      if (used[i] !== 1) continue;
+      const digest = table.subarray(i * 32, i * 32 + 32);
+      const slot = this.#slot(digest);
+      digest.copy(this.#table, slot * 32);
+      this.#used[slot] = 1;
+    }
   }
 }
 
