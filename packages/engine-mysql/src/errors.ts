@@ -27,13 +27,6 @@ export function isRetryable(error: unknown): boolean {
   return code === "ER_LOCK_DEADLOCK" || code === "ER_LOCK_WAIT_TIMEOUT";
 }
 
-/** Whether the server refused `LOAD DATA LOCAL INFILE` because it (or the client library) disables it. */
-export function isLocalInfileRefused(error: unknown): boolean {
-  const errno = (error as DriverError | null)?.errno;
-  // 1148 on MySQL 5.7 and old MariaDB, 3948 on MySQL 8, 4166 on MariaDB 10.6+ (mysql2 has no name for it).
-  return errno === 1148 || errno === 3948 || errno === 4166;
-}
-
 function detail(error: unknown): string {
   const e = error as DriverError | null;
   const text = typeof e?.sqlMessage === "string" ? e.sqlMessage : error instanceof Error ? error.message : "";

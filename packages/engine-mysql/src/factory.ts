@@ -1,7 +1,7 @@
 import { type EngineFactory, InvalidArgumentError, redactUrl, urlScheme } from "@cairn/core";
 import { createMysqlEngine, type MysqlEngine, type MysqlEngineOptions } from "./mysql-engine.js";
 
-const PARAMS = ["prefix", "poolSize", "connectTimeout", "pageSize", "localInfile", "createDatabase"] as const;
+const PARAMS = ["prefix", "poolSize", "connectTimeout", "pageSize", "createDatabase"] as const;
 
 /**
  * `url` with the password hidden, also where {@link redactUrl} cannot find it: a JuiceFS-style URL keeps its
@@ -56,8 +56,8 @@ function decode(url: string, what: string, raw: string): string {
  * The user defaults to `root`; without a password in the URL, the `MYSQL_PWD` environment variable is used when
  * set. User, password and database are percent-decoded (a literal `%` is `%25`); the password is everything
  * between the first `:` and the last `@`, so it may hold `@`, `:` or `/` as they are. Parameters: `prefix`
- * (table-name prefix, default `cairn_`), `poolSize`, `connectTimeout` (ms), `pageSize`, `localInfile` and
- * `createDatabase` (`true|false`); any other is refused.
+ * (table-name prefix, default `cairn_`), `poolSize`, `connectTimeout` (ms), `pageSize` and `createDatabase`
+ * (`true|false`); any other is refused.
  */
 export function parseMysqlUrl(url: string): MysqlEngineOptions {
   const shown = hideMysqlPassword(url);
@@ -141,9 +141,6 @@ export function parseMysqlUrl(url: string): MysqlEngineOptions {
         break;
       case "pageSize":
         options.pageSize = wholeNumber(shown, name, value, 1, 100_000);
-        break;
-      case "localInfile":
-        options.localInfile = flag(shown, name, value);
         break;
       case "createDatabase":
         options.createDatabase = flag(shown, name, value);
