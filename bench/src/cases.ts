@@ -6,7 +6,18 @@ import { factory as sqlite } from "@cairn/engine-sqlite";
 import { readDump } from "@cairn/manifest";
 import pLimit from "p-limit";
 import { BACKUP_CASES } from "./backup-cases.js";
-import { DATA, dumpFile, dumpTo, engineDb, engineDump, open, pathOf } from "./data.js";
+import {
+  DATA,
+  dumpFile,
+  dumpTo,
+  ENGINE_1M,
+  type EngineSet,
+  engineDb,
+  engineDump,
+  engineSet,
+  open,
+  pathOf,
+} from "./data.js";
 import { ENGINE_CASES } from "./engine-cases.js";
 import { STORE_CASES } from "./store-cases.js";
 
@@ -31,6 +42,74 @@ export interface Case {
   /** Removes what `setup` left outside bench/.data (a server's key prefix, database or table); after the runs. */
   teardown?(): Promise<void>;
 }
+
+/** `dump-1m` / `dump-100k`: the SQLite engine of `set` dumped to a file, beside `sqlite3 .dump` of the same file. */
+function sqliteDumpCase(set: EngineSet): Case {
+  const name = `dump-${sizeName(set)}`;
+  return {
+    name,
+    repeat: 3,
+    async setup() {
+      await engineDump(set);
+    },
+    async run() {
+      const t0 = performance.now();
+      const records = await dumpTo(dumpFile(set), set);
+      const ms = performance.now() - t0;
+      // Baseline in the same run: the sqlite3 shell's own text dump of the same file.
+      const s0 = performance.now();
+      const shell = spawnSync("sqlite3", [engineDb(set), ".dump"], {
+        stdio: ["ignore", "ignore", "ignore"],
+      });
+      const shellMs = performance.now() - s0;
+      const baseline =
+        shell.status === 0 ? `sqlite3 .dump ${(shellMs / 1000).toFixed(2)} s` : "sqlite3 CLI not found";
+      const mb = statSync(dumpFile(set)).size / 1e6;
+      const target = set === ENGINE_1M ? "target ≤ 5 s, ≤ 256 MB" : "peak RSS compared with dump-1m's";
+      return {
+        name,
+        ms,
+        items: records,
+        unit: "records",
+        sqliteDumpMs: shell.status === 0 ? shellMs : undefined,
+        note: `${mb.toFixed(0)} MB; ${baseline}; ${target}`,
+      };
+    },
+  };
+}
+
+/** `load-1m` / `load-100k`: that dump file loaded into a new SQLite engine. */
+function sqliteLoadCase(set: EngineSet): Case {
+  const name = `load-${sizeName(set)}`;
+  return {
+    name,
+    repeat: 3,
+    async setup() {
+      await engineDump(set);
+    },
+    async run() {
+      const dir = join(DATA, name);
+      rmSync(dir, { recursive: true, force: true });
+      mkdirSync(dir, { recursive: true });
+      const engine = await sqlite.open(`sqlite://${join(dir, "meta.db")}`);
+      const t0 = performance.now();
+      const result = await loadEngine(
+        engine,
+        readDump(createReadStream(dumpFile(set)), { schemas: ENGINE_DUMP_SCHEMAS }),
+      );
+      const ms = performance.now() - t0;
+      await engine.close();
+      rmSync(dir, { recursive: true, force: true });
+      const records = Object.values(result.counts).reduce((a, b) => a + b, 0);
+      const note = set === ENGINE_1M ? "target ≤ 10 s, ≤ 256 MB" : "peak RSS compared with load-1m's";
+      return { name, ms, items: records, unit: "records", note };
+    },
+  };
+}
+
+/** "1m" for 1,000,000 staged entries, "100k" for 100,000. */
+const sizeName = (set: EngineSet) =>
+  set.staged >= 1_000_000 ? `${set.staged / 1_000_000}m` : `${set.staged / 1000}k`;
 
 const TREE_SIZE = 1_000_000;
 const SMALL_COUNT = 100_000;
@@ -142,58 +221,7 @@ export const CASES: Case[] = [
         return { name: "diff-10-of-1m", ms, items: n, unit: "changes", note: "target ≤ 0.5 s" };
       }),
   },
-  {
-    name: "dump-1m",
-    repeat: 3,
-    async setup() {
-      await engineDump();
-    },
-    async run() {
-      const t0 = performance.now();
-      const records = await dumpTo(dumpFile());
-      const ms = performance.now() - t0;
-      // Baseline in the same run: the sqlite3 shell's own text dump of the same file.
-      const s0 = performance.now();
-      const shell = spawnSync("sqlite3", [engineDb(), ".dump"], {
-        stdio: ["ignore", "ignore", "ignore"],
-      });
-      const shellMs = performance.now() - s0;
-      const baseline =
-        shell.status === 0 ? `sqlite3 .dump ${(shellMs / 1000).toFixed(2)} s` : "sqlite3 CLI not found";
-      const mb = statSync(dumpFile()).size / 1e6;
-      return {
-        name: "dump-1m",
-        ms,
-        items: records,
-        unit: "records",
-        sqliteDumpMs: shell.status === 0 ? shellMs : undefined,
-        note: `${mb.toFixed(0)} MB; ${baseline}; target ≤ 5 s, ≤ 256 MB`,
-      };
-    },
-  },
-  {
-    name: "load-1m",
-    repeat: 3,
-    async setup() {
-      await engineDump();
-    },
-    async run() {
-      const dir = join(DATA, "load-1m");
-      rmSync(dir, { recursive: true, force: true });
-      mkdirSync(dir, { recursive: true });
-      const engine = await sqlite.open(`sqlite://${join(dir, "meta.db")}`);
-      const t0 = performance.now();
-      const result = await loadEngine(
-        engine,
-        readDump(createReadStream(dumpFile()), { schemas: ENGINE_DUMP_SCHEMAS }),
-      );
-      const ms = performance.now() - t0;
-      await engine.close();
-      rmSync(dir, { recursive: true, force: true });
-      const records = Object.values(result.counts).reduce((a, b) => a + b, 0);
-      return { name: "load-1m", ms, items: records, unit: "records", note: "target ≤ 10 s, ≤ 256 MB" };
-    },
-  },
+  ...[ENGINE_1M, engineSet(100_000)].flatMap((set) => [sqliteDumpCase(set), sqliteLoadCase(set)]),
   {
     name: "upload-commit-100k",
     async setup() {
