@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { PassThrough, type Transform, type Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { setImmediate } from "node:timers/promises";
 import { createGzip } from "node:zlib";
 import { createEncryptStream, type EncryptOptions } from "./envelope.js";
 import { ManifestError } from "./errors.js";
@@ -101,7 +102,7 @@ export function writeDump(options: WriteDumpOptions): DumpWriter {
     stages.push(createGzip(options.gzip === true ? {} : { level: options.gzip }));
   }
   if (options.encrypt) stages.push(createEncryptStream(options.encrypt));
-  const head = new PassThrough({ highWaterMark: BATCH_CHARS });
+  const head = new PassThrough({ highWaterMark: 16 * BATCH_CHARS });
   let failure: unknown;
   const done = pipeline([head, ...stages, options.output], { end: options.endOutput ?? true }).catch(
     (error: unknown) => {
@@ -128,7 +129,12 @@ export function writeDump(options: WriteDumpOptions): DumpWriter {
     batchChars = 0;
     hash.update(bytes);
     if (failure !== undefined) fail();
-    if (!head.write(bytes)) {
+    if (head.write(bytes)) {
+      // A producer whose awaits all settle at once (a page read synchronously, say) would never give the event
+      // loop a turn, and the output would issue its next write only when the buffer is full: a turn here keeps
+      // the disk busy while the next batch is made.
+      await setImmediate();
+    } else {
       await new Promise<void>((resolve) => {
         const settle = () => {
           head.off("drain", settle);
