@@ -115,6 +115,53 @@ describe("sqlite engine", () => {
     await engine.close();
   });
 
+  it("writes large batches on its writer thread: committed when the promise settles, in the order sent, refused whole when locked", async () => {
+    const file = join(await tempDir("cairn-sqlite-"), "thread.db");
+    const engine = await factory.open(`sqlite://${file}?busyTimeout=50`);
+    const ops = (n: number, value: string) =>
+      Array.from({ length: n }, (_, i) => ({
+        partition: "p",
+        key: `k${String(i).padStart(5, "0")}`,
+        value: utf8(value),
+      }));
+    // Two batches sent at once, the second overwriting and deleting some of the first's keys.
+    const first = engine.writeBatch(ops(2000, "one"));
+    const second = engine.writeBatch([
+      ...ops(600, "two"),
+      ...ops(10, "").map((op) => ({ ...op, value: null })),
+    ]);
+    await Promise.all([first, second]);
+    const other = new Database(file, { readonly: true });
+    try {
+      const count = other.prepare("SELECT count(*) AS n FROM cairn_kv").get() as { n: number };
+      expect(count.n).toBe(1990);
+    } finally {
+      other.close();
+    }
+    expect(await engine.get("p", "k00005")).toBeUndefined();
+    expect(Buffer.from((await engine.get("p", "k00100"))!).toString()).toBe("two");
+    expect(Buffer.from((await engine.get("p", "k01000"))!).toString()).toBe("one");
+
+    const blocker = new Database(file);
+    blocker.exec("BEGIN IMMEDIATE");
+    try {
+      const error = await expectCode(engine.writeBatch(ops(1000, "three")), "UNAVAILABLE");
+      expect(error.message).toContain(file);
+    } finally {
+      blocker.exec("ROLLBACK");
+      blocker.close();
+    }
+    expect(Buffer.from((await engine.get("p", "k00100"))!).toString()).toBe("two");
+
+    // Closing waits for a batch in flight.
+    const last = engine.writeBatch(ops(1000, "four"));
+    await engine.close();
+    await last;
+    const again = await factory.open(`sqlite://${file}`);
+    expect(Buffer.from((await again.get("p", "k00999"))!).toString()).toBe("four");
+    await again.close();
+  });
+
   it("resolves a relative path against the working directory and creates parent folders", async () => {
     const base = await tempDir("cairn-sqlite-");
     const target = join(base, "a", "b", "c", "meta.db");
