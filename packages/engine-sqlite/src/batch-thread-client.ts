@@ -63,6 +63,8 @@ export class BatchThread {
     await this.#last;
     if (this.#failure) return void (await this.#worker.terminate());
     const exited = new Promise<void>((resolve) => this.#worker.once("exit", () => resolve()));
+    // Referenced until it exits: the caller awaits that, and an idle thread would not keep the process alive.
+    this.#worker.ref();
     this.#worker.postMessage({ close: true });
     await exited;
   }

@@ -162,6 +162,30 @@ describe("sqlite engine", () => {
     await again.close();
   });
 
+  it("lets a process end normally after closing an engine whose writer thread ran", async () => {
+    const script = fileURLToPath(new URL("./fixtures/big-batch.mjs", import.meta.url));
+    const engineModule = new URL("../dist/index.js", import.meta.url);
+    if (!existsSync(engineModule))
+      expect.fail("dist/index.js is missing: run `pnpm --filter @cairn/engine-sqlite build` first");
+    const file = join(await tempDir("cairn-sqlite-"), "exit.db");
+    const child = spawn(process.execPath, [script, engineModule.href, `sqlite://${file}`], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", (chunk) => {
+      output += chunk;
+    });
+    child.stderr.on("data", (chunk) => {
+      output += chunk;
+    });
+    const status = await new Promise<number | null>((resolve) => child.once("close", resolve));
+    // 13 would be Node's "unsettled top-level await": the loop emptied while close() waited for the thread.
+    expect({ status, output }).toEqual({ status: 0, output: "closed\n" });
+    const engine = await factory.open(`sqlite://${file}`);
+    expect((await collect(engine.scan("p"))).length).toBe(1000);
+    await engine.close();
+  });
+
   it("resolves a relative path against the working directory and creates parent folders", async () => {
     const base = await tempDir("cairn-sqlite-");
     const target = join(base, "a", "b", "c", "meta.db");
