@@ -437,6 +437,35 @@ export function describeEngine(name: string, options: EngineSuiteOptions): void 
         }
       });
 
+      it("hands out, through scanPages where the engine has it, non-empty pages holding exactly what scan yields", {
+        timeout,
+      }, async () => {
+        const engine = await connect();
+        if (!engine.scanPages) return;
+        const p = partition();
+        await setAll(engine, p, RANGE_KEYS);
+        const many = Array.from({ length: 2500 }, (_, i) => `page-${String(i).padStart(5, "0")}`);
+        await engine.writeBatch(many.map((key) => ({ partition: p, key, value: utf8(key) })));
+        const cases: ScanOptions[] = [
+          {},
+          { prefix: "ab" },
+          { after: "a/b", limit: 7 },
+          { from: "page-01000", before: "page-02000" },
+          { prefix: "page-", limit: 1234 },
+        ];
+        for (const options of cases) {
+          const pages = await collect(engine.scanPages(p, options));
+          expect(
+            pages.every((page) => page.length > 0),
+            JSON.stringify(options),
+          ).toBe(true);
+          const paged = pages.flat();
+          const scanned = await collect(engine.scan(p, options));
+          expect(keysOf(paged), JSON.stringify(options)).toEqual(keysOf(scanned));
+          for (const [i, entry] of paged.entries()) expectBytes(entry.value, scanned[i]!.value, entry.key);
+        }
+      });
+
       it("stops after `limit` entries", { timeout }, async () => {
         const engine = await connect();
         const p = partition();
