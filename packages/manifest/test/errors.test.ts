@@ -273,16 +273,18 @@ describe("streams", () => {
       source: { engine: "x" },
       tool: { name: "t", version: "1" },
     });
+    // About 2.6 MB: more than the writer and the output buffer together, so that writes must wait.
+    const total = 20_000;
     let written = 0;
     const writing = (async () => {
-      for (let i = 0; i < 5000; i++) {
+      for (let i = 0; i < total; i++) {
         await writer.write({ type: "commit", id: `c${i}`, message: "x".repeat(100) });
         written++;
       }
       await writer.end();
     })();
     await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(written).toBeLessThan(5000);
+    expect(written).toBeLessThan(total);
     let finished = false;
     void writing.then(() => {
       finished = true;
@@ -296,7 +298,7 @@ describe("streams", () => {
     await writing;
     expect(output.writableEnded).toBe(false);
     const { records } = await read(Buffer.concat(chunks));
-    expect(records).toHaveLength(5000);
+    expect(records).toHaveLength(total);
   });
 
   test("an envelope of a newer version is UNSUPPORTED_VERSION", async () => {
