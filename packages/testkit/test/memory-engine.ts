@@ -80,7 +80,13 @@ export function memoryEngine(data = new Map<string, Map<string, Uint8Array>>()):
             await tick();
             check();
             const page = [...(data.get(p)?.keys() ?? [])]
-              .filter((k) => k.startsWith(prefix) && (cursor === undefined || compareKeys(k, cursor) > 0))
+              .filter(
+                (k) =>
+                  k.startsWith(prefix) &&
+                  (cursor === undefined || compareKeys(k, cursor) > 0) &&
+                  (options.from === undefined || compareKeys(k, options.from) >= 0) &&
+                  (options.before === undefined || compareKeys(k, options.before) < 0),
+              )
               .sort(compareKeys)
               .slice(0, Math.min(100, remaining));
             if (page.length === 0) return;
