@@ -46,64 +46,62 @@ export interface Case {
 /** `dump-1m` / `dump-100k`: the SQLite engine of `set` dumped to a file, beside `sqlite3 .dump` of the same file. */
 function sqliteDumpCase(set: EngineSet): Case {
   const name = `dump-${sizeName(set)}`;
-  return {
-    name,
-    repeat: 3,
-    async setup() {
-      await engineDump(set);
-    },
-    async run() {
-      const t0 = performance.now();
-      const records = await dumpTo(dumpFile(set), set);
-      const ms = performance.now() - t0;
-      // Baseline in the same run: the sqlite3 shell's own text dump of the same file.
-      const s0 = performance.now();
-      const shell = spawnSync("sqlite3", [engineDb(set), ".dump"], {
-        stdio: ["ignore", "ignore", "ignore"],
-      });
-      const shellMs = performance.now() - s0;
-      const baseline =
-        shell.status === 0 ? `sqlite3 .dump ${(shellMs / 1000).toFixed(2)} s` : "sqlite3 CLI not found";
-      const mb = statSync(dumpFile(set)).size / 1e6;
-      const target = set === ENGINE_1M ? "target ≤ 5 s, ≤ 256 MB" : "peak RSS compared with dump-1m's";
-      return {
-        name,
-        ms,
-        items: records,
-        unit: "records",
-        sqliteDumpMs: shell.status === 0 ? shellMs : undefined,
-        note: `${mb.toFixed(0)} MB; ${baseline}; ${target}`,
-      };
-    },
-  };
+  return onEngineDump(set, name, async () => {
+    const t0 = performance.now();
+    const records = await dumpTo(dumpFile(set), set);
+    const ms = performance.now() - t0;
+    // Baseline in the same run: the sqlite3 shell's own text dump of the same file.
+    const s0 = performance.now();
+    const shell = spawnSync("sqlite3", [engineDb(set), ".dump"], {
+      stdio: ["ignore", "ignore", "ignore"],
+    });
+    const shellMs = performance.now() - s0;
+    const baseline =
+      shell.status === 0 ? `sqlite3 .dump ${(shellMs / 1000).toFixed(2)} s` : "sqlite3 CLI not found";
+    const mb = statSync(dumpFile(set)).size / 1e6;
+    const target = set === ENGINE_1M ? "target ≤ 5 s, ≤ 256 MB" : "peak RSS compared with dump-1m's";
+    return {
+      name,
+      ms,
+      items: records,
+      unit: "records",
+      sqliteDumpMs: shell.status === 0 ? shellMs : undefined,
+      note: `${mb.toFixed(0)} MB; ${baseline}; ${target}`,
+    };
+  });
 }
 
 /** `load-1m` / `load-100k`: that dump file loaded into a new SQLite engine. */
 function sqliteLoadCase(set: EngineSet): Case {
   const name = `load-${sizeName(set)}`;
+  return onEngineDump(set, name, async () => {
+    const dir = join(DATA, name);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    const engine = await sqlite.open(`sqlite://${join(dir, "meta.db")}`);
+    const t0 = performance.now();
+    const result = await loadEngine(
+      engine,
+      readDump(createReadStream(dumpFile(set)), { schemas: ENGINE_DUMP_SCHEMAS }),
+    );
+    const ms = performance.now() - t0;
+    await engine.close();
+    rmSync(dir, { recursive: true, force: true });
+    const records = Object.values(result.counts).reduce((a, b) => a + b, 0);
+    const note = set === ENGINE_1M ? "target ≤ 10 s, ≤ 256 MB" : "peak RSS compared with load-1m's";
+    return { name, ms, items: records, unit: "records", note };
+  });
+}
+
+/** A case run three times on the SQLite engine of `set` and its dump file, both made by its setup. */
+function onEngineDump(set: EngineSet, name: string, run: Case["run"]): Case {
   return {
     name,
     repeat: 3,
     async setup() {
       await engineDump(set);
     },
-    async run() {
-      const dir = join(DATA, name);
-      rmSync(dir, { recursive: true, force: true });
-      mkdirSync(dir, { recursive: true });
-      const engine = await sqlite.open(`sqlite://${join(dir, "meta.db")}`);
-      const t0 = performance.now();
-      const result = await loadEngine(
-        engine,
-        readDump(createReadStream(dumpFile(set)), { schemas: ENGINE_DUMP_SCHEMAS }),
-      );
-      const ms = performance.now() - t0;
-      await engine.close();
-      rmSync(dir, { recursive: true, force: true });
-      const records = Object.values(result.counts).reduce((a, b) => a + b, 0);
-      const note = set === ENGINE_1M ? "target ≤ 10 s, ≤ 256 MB" : "peak RSS compared with load-1m's";
-      return { name, ms, items: records, unit: "records", note };
-    },
+    run,
   };
 }
 
