@@ -29,7 +29,7 @@ import {
   snapshotRefsKey,
 } from "./layout.js";
 import { copyVerified, DigestSet, ensureBackupLocation, where } from "./objects.js";
-import { fetchSnapshotFile, listSnapshots } from "./snapshots.js";
+import { listSnapshots, readInventory } from "./snapshots.js";
 
 export interface BackupOptions {
   /** Objects copied at once. @default 8 */
@@ -292,16 +292,10 @@ async function inventoryDigests(
   snapshot: SnapshotRecord,
   dir: string,
 ): Promise<DigestSet> {
+  // Beside the inventory this backup writes, under a name of its own.
   const file = join(dir, "previous-inventory.json.gz");
-  await fetchSnapshotFile(store, snapshot, snapshot.inventory, file);
   const set = new DigestSet();
-  for await (const record of readDump(createReadStream(file), {
-    schemas: INVENTORY_SCHEMAS,
-    sections: INVENTORY_SECTIONS,
-    label: snapshot.inventory.path,
-  })) {
-    set.add(record.sha256 as string);
-  }
+  for await (const object of readInventory(store, snapshot, file)) set.add(object.sha256);
   await rm(file, { force: true });
   return set;
 }

@@ -15,9 +15,6 @@ import {
 import type { ObjectStore } from "../store.js";
 import { holdLock, lockAge, readLock } from "./backup.js";
 import {
-  INVENTORY_SCHEMAS,
-  INVENTORY_SECTIONS,
-  type InventoryObject,
   LOCK_STALE_MS,
   LOCKS_PREFIX,
   OBJECTS_PREFIX,
@@ -30,7 +27,13 @@ import {
 } from "./layout.js";
 import { requireBackup, where } from "./objects.js";
 import { applyRetention, formatDuration, type RetentionPolicy } from "./retention.js";
-import { fetchSnapshotFile, listSnapshots, readSnapshot } from "./snapshots.js";
+import {
+  fetchSnapshotFile,
+  listSnapshots,
+  parseInventory,
+  readInventory,
+  readSnapshot,
+} from "./snapshots.js";
 
 // ---------------------------------------------------------------------------------------------------------
 // Prune
@@ -122,7 +125,8 @@ export async function pruneBackups(
     let read = 0;
     for (const snapshot of remaining) {
       try {
-        for await (const object of readInventory(store, snapshot, dir)) keep.add(object.sha256);
+        for await (const object of readInventory(store, snapshot, join(dir, "inventory.json.gz")))
+          keep.add(object.sha256);
         keep.flush();
       } catch (error) {
         const e = asCairnError(error);
@@ -558,27 +562,6 @@ async function readRefsMetaranges(
     });
     return new Map();
   }
-}
-
-/** The objects of a snapshot's inventory, after checking the file against its record. */
-async function* readInventory(
-  store: ObjectStore,
-  snapshot: SnapshotRecord,
-  dir: string,
-): AsyncGenerator<InventoryObject> {
-  const file = join(dir, "inventory.json.gz");
-  await fetchSnapshotFile(store, snapshot, snapshot.inventory, file);
-  yield* parseInventory(file, snapshot);
-}
-
-/** The objects of an inventory file fetched to `file`; the dump's checks fail as manifest errors. */
-async function* parseInventory(file: string, snapshot: SnapshotRecord): AsyncGenerator<InventoryObject> {
-  const records = readDump(createReadStream(file), {
-    schemas: INVENTORY_SCHEMAS,
-    sections: INVENTORY_SECTIONS,
-    label: snapshot.inventory.path,
-  });
-  for await (const record of records) yield record as unknown as InventoryObject;
 }
 
 /** Indices of the listing to re-hash: referenced, of the right size, and in the subset. */

@@ -13,15 +13,9 @@ import { diffTrees } from "../tree/diff.js";
 import type { Metarange } from "../tree/format.js";
 import { TreeStore } from "../tree/tree-store.js";
 import { redactUrl } from "../url.js";
-import {
-  INVENTORY_SCHEMAS,
-  INVENTORY_SECTIONS,
-  type InventoryObject,
-  objectKey,
-  type SnapshotRecord,
-} from "./layout.js";
+import { objectKey, type SnapshotRecord } from "./layout.js";
 import { copyVerified, where } from "./objects.js";
-import { fetchSnapshotFile, listSnapshots, readSnapshot } from "./snapshots.js";
+import { fetchSnapshotFile, listSnapshots, parseInventory, readSnapshot } from "./snapshots.js";
 
 export interface RestoreBackupOptions {
   /** The repository to create; by default the name the snapshot was taken of. */
@@ -66,10 +60,7 @@ export async function restoreRepository(
   const repo = await prepareTarget(cairn, name, namespace, snapshot.repository.defaultBranch);
   const dir = await mkdtemp(join(tmpdir(), "cairn-restore-"));
   try {
-    const refsFile = join(dir, "refs.json.gz");
-    const inventoryFile = join(dir, "inventory.json.gz");
-    await fetchSnapshotFile(backup, snapshot, snapshot.refs, refsFile);
-    await fetchSnapshotFile(backup, snapshot, snapshot.inventory, inventoryFile);
+    const { refsFile, inventoryFile } = await fetchRefsAndInventory(backup, snapshot, dir);
 
     const progress = await copySnapshotObjects(backup, snapshot, inventoryFile, repo.store, options);
 
@@ -114,13 +105,7 @@ async function copySnapshotObjects(
   const limit = pLimit(options.parallel ?? 8);
   const copies = new Set<Promise<void>>();
   let failure: unknown;
-  const objects = readDump(createReadStream(inventoryFile), {
-    schemas: INVENTORY_SCHEMAS,
-    sections: INVENTORY_SECTIONS,
-    label: snapshot.inventory.path,
-  });
-  for await (const record of objects) {
-    const object = record as unknown as InventoryObject;
+  for await (const object of parseInventory(inventoryFile, snapshot)) {
     progress.objects++;
     if (present.has(object.path)) {
       progress.skipped++;
@@ -203,10 +188,7 @@ export async function restoreOnTop(
   }
   const dir = await mkdtemp(join(tmpdir(), "cairn-restore-"));
   try {
-    const refsFile = join(dir, "refs.json.gz");
-    const inventoryFile = join(dir, "inventory.json.gz");
-    await fetchSnapshotFile(backup, snapshot, snapshot.refs, refsFile);
-    await fetchSnapshotFile(backup, snapshot, snapshot.inventory, inventoryFile);
+    const { refsFile, inventoryFile } = await fetchRefsAndInventory(backup, snapshot, dir);
     const commits = new Map<string, Record<string, unknown>>();
     const refs: { ref: "branch" | "tag"; name: string; commitId: string }[] = [];
     for await (const record of readDump(createReadStream(refsFile), {
@@ -361,4 +343,17 @@ async function prepareTarget(cairn: Cairn, name: string, namespace: string, defa
     if (!hasCode(error, "NOT_FOUND")) throw error;
   }
   return cairn.createBareRepository({ name, namespace, defaultBranch });
+}
+
+/** Downloads a snapshot's refs manifest and inventory into `dir`, each checked against the snapshot record. */
+async function fetchRefsAndInventory(
+  backup: ObjectStore,
+  snapshot: SnapshotRecord,
+  dir: string,
+): Promise<{ refsFile: string; inventoryFile: string }> {
+  const refsFile = join(dir, "refs.json.gz");
+  const inventoryFile = join(dir, "inventory.json.gz");
+  await fetchSnapshotFile(backup, snapshot, snapshot.refs, refsFile);
+  await fetchSnapshotFile(backup, snapshot, snapshot.inventory, inventoryFile);
+  return { refsFile, inventoryFile };
 }

@@ -1,10 +1,14 @@
 import { createHash } from "node:crypto";
-import { createWriteStream } from "node:fs";
+import { createReadStream, createWriteStream } from "node:fs";
 import { pipeline } from "node:stream/promises";
+import { readDump } from "@cairn/manifest";
 import { CorruptError, hasCode, InvalidArgumentError, NotFoundError, UnsupportedError } from "../errors.js";
 import type { ObjectStore } from "../store.js";
 import {
   BACKUP_VERSION,
+  INVENTORY_SCHEMAS,
+  INVENTORY_SECTIONS,
+  type InventoryObject,
   SNAPSHOT_FORMAT,
   SNAPSHOT_ID,
   SNAPSHOTS_PREFIX,
@@ -122,4 +126,27 @@ export async function fetchSnapshotFile(
       `${file.path} of snapshot ${snapshot.id} in ${store.url} does not match its record (${size} bytes with SHA-256 ${digest}; expected ${file.size} bytes with ${file.sha256}).`,
     );
   }
+}
+
+/** The objects a snapshot's inventory lists, read from `file` (fetched already), each checked by its schema. */
+export async function* parseInventory(
+  file: string,
+  snapshot: SnapshotRecord,
+): AsyncGenerator<InventoryObject> {
+  const records = readDump(createReadStream(file), {
+    schemas: INVENTORY_SCHEMAS,
+    sections: INVENTORY_SECTIONS,
+    label: snapshot.inventory.path,
+  });
+  for await (const record of records) yield record as unknown as InventoryObject;
+}
+
+/** Fetches a snapshot's inventory to `file`, checking it against the snapshot record, and reads its objects. */
+export async function* readInventory(
+  store: ObjectStore,
+  snapshot: SnapshotRecord,
+  file: string,
+): AsyncGenerator<InventoryObject> {
+  await fetchSnapshotFile(store, snapshot, snapshot.inventory, file);
+  yield* parseInventory(file, snapshot);
 }
