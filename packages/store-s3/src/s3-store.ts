@@ -197,6 +197,9 @@ function clientConfig(o: S3StoreOptions): S3ClientConfig {
     // aws-chunked trailers that default CRC32 checksums of streamed bodies use.
     requestChecksumCalculation: "WHEN_REQUIRED",
     responseChecksumValidation: "WHEN_REQUIRED",
+    // Resolve each command's middleware once per command class, not on every request: per request it costs
+    // more CPU than signing and parsing together. No command here adds middleware of its own.
+    cacheMiddleware: true,
     requestHandler: {
       connectionTimeout: Math.round((o.connectTimeout ?? 10) * 1000),
       socketTimeout: Math.round((o.requestTimeout ?? 120) * 1000),
