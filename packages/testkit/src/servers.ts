@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { createServer, Socket } from "node:net";
@@ -8,7 +8,9 @@ import { dirname, join } from "node:path";
 /**
  * The emulators the engine and store suites run against — dynalite (DynamoDB), s3rver (S3) and Azurite (Azure
  * Blob) — started as child processes on free ports, each with its own data folder, and stopped with the test
- * run. They are dependencies of this package, so a fresh clone has them after `pnpm install`.
+ * run. They are dependencies of this package, so a fresh clone has them after `pnpm install`. Redis servers and
+ * Redis Clusters are started the same way from the `redis-server` on the PATH (Debian's package `redis-server`,
+ * which `scripts/services.mjs` installs).
  */
 
 const require = createRequire(import.meta.url);
@@ -80,8 +82,19 @@ export interface StartServerOptions {
 
 /** Starts a Node script as a server process and resolves once its port accepts connections. */
 export async function startServer(options: StartServerOptions): Promise<TestServer> {
+  return startProcess({
+    ...options,
+    command: process.execPath,
+    args: [...(options.nodeOptions ?? []), options.script, ...options.args],
+  });
+}
+
+/** Starts `command` as a server process and resolves once its port accepts connections. */
+async function startProcess(
+  options: Omit<StartServerOptions, "script" | "nodeOptions"> & { command: string },
+): Promise<TestServer> {
   const { name, port, dataDir } = options;
-  const child = spawn(process.execPath, [...(options.nodeOptions ?? []), options.script, ...options.args], {
+  const child = spawn(options.command, options.args, {
     stdio: ["ignore", "ignore", "pipe"],
     // Servers that drop files in their working directory drop them in their own data folder.
     ...(dataDir ? { cwd: dataDir } : {}),
@@ -92,9 +105,17 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
     stderr = (stderr + s).slice(-4000);
   });
   let exited: number | null | undefined;
+  let spawnError: Error | undefined;
   const exit = new Promise<void>((resolve) => {
     child.once("exit", (code) => {
       exited = code;
+      running.delete(child);
+      resolve();
+    });
+    // A command that cannot be run at all (not installed) emits "error" and never "exit".
+    child.once("error", (error) => {
+      spawnError = error;
+      exited = null;
       running.delete(child);
       resolve();
     });
@@ -113,9 +134,11 @@ export async function startServer(options: StartServerOptions): Promise<TestServ
     if (exited !== undefined || Date.now() > deadline) {
       await stop();
       throw new Error(
-        exited !== undefined
-          ? `${name} exited with status ${exited} before it listened on port ${port}: ${stderr.trim()}`
-          : `${name} did not listen on port ${port} within ${options.timeoutMs ?? 30_000} ms: ${stderr.trim()}`,
+        spawnError
+          ? `${name} could not be started (${spawnError.message})`
+          : exited !== undefined
+            ? `${name} exited with status ${exited} before it listened on port ${port}: ${stderr.trim()}`
+            : `${name} did not listen on port ${port} within ${options.timeoutMs ?? 30_000} ms: ${stderr.trim()}`,
       );
     }
     await new Promise((r) => setTimeout(r, 50));
@@ -240,4 +263,149 @@ export async function createContainer(connectionString: string, container: strin
   await BlobServiceClient.fromConnectionString(connectionString)
     .getContainerClient(container)
     .createIfNotExists();
+}
+
+/** What `redis-server` and `redis-cli` are run as: the ones on the PATH. */
+const REDIS_SERVER = "redis-server";
+const REDIS_CLI = "redis-cli";
+const MISSING_REDIS =
+  "redis-server is not installed (Debian's package redis-server; `node scripts/services.mjs start` installs it)";
+
+/** Options of {@link startRedisServer}. */
+export interface RedisServerOptions {
+  /** More arguments for `redis-server`, after the helper's own (later ones win), e.g. `["--maxmemory", "10mb"]`. */
+  args?: readonly string[];
+}
+
+/** Starts one redis-server in `dir` on `port`, without persistence. */
+async function launchRedis(
+  port: number,
+  dir: string,
+  args: readonly string[],
+  removeDir: boolean,
+): Promise<TestServer> {
+  try {
+    return await startProcess({
+      name: `redis-server on port ${port}`,
+      command: REDIS_SERVER,
+      args: ["--bind", "127.0.0.1", "--port", String(port), "--dir", dir]
+        .concat(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+        .concat(args),
+      port,
+      ...(removeDir ? { dataDir: dir } : {}),
+    });
+  } catch (error) {
+    if (/ENOENT/.test((error as Error).message)) throw new Error(MISSING_REDIS, { cause: error });
+    throw error;
+  }
+}
+
+/**
+ * A `redis-server` of its own on a free port, in a temporary folder, without persistence (`--save ""`,
+ * `--appendonly no`). `url` is `redis://127.0.0.1:PORT`.
+ */
+export async function startRedisServer(
+  options: RedisServerOptions = {},
+): Promise<TestServer & { url: string }> {
+  const port = await freePort();
+  const dir = await mkdtemp(join(tmpdir(), "cairn-redis-"));
+  const server = await launchRedis(port, dir, options.args ?? [], true);
+  return { ...server, url: `redis://127.0.0.1:${port}` };
+}
+
+/** Options of {@link startRedisCluster}. */
+export interface RedisClusterOptions {
+  /**
+   * Number of master nodes (no replicas); Redis Cluster needs at least 3.
+   * @default 3
+   */
+  masters?: number;
+}
+
+/** A Redis Cluster started for a test run. */
+export interface RedisClusterServer extends TestServer {
+  /** The port of every master; `port` is the first of them. */
+  readonly ports: readonly number[];
+  /** `redis://127.0.0.1:P1,127.0.0.1:P2,…`: every node as a seed, the form `@cairn/engine-redis` reads as a cluster. */
+  readonly url: string;
+}
+
+function run(command: string, args: readonly string[], timeoutMs = 30_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, { timeout: timeoutMs, encoding: "utf8" }, (error, stdout, stderr) => {
+      if (error) {
+        const missing = (error as NodeJS.ErrnoException).code === "ENOENT";
+        reject(
+          new Error(
+            missing ? MISSING_REDIS : `${command} ${args.join(" ")} failed: ${`${stderr}${stdout}`.trim()}`,
+            { cause: error },
+          ),
+        );
+      } else resolve(stdout);
+    });
+  });
+}
+
+/**
+ * A Redis Cluster of `masters` nodes without replicas: each a `redis-server --cluster-enabled yes` on free ports
+ * (client and cluster bus), in one temporary folder holding their `nodes-PORT.conf`, without persistence. The
+ * slots are shared out by `redis-cli --cluster create`; the helper resolves once every node reports
+ * `cluster_state:ok`. `stop()` stops every node and removes the folder.
+ */
+export async function startRedisCluster(options: RedisClusterOptions = {}): Promise<RedisClusterServer> {
+  const masters = options.masters ?? 3;
+  if (!Number.isSafeInteger(masters) || masters < 3) {
+    throw new Error(`A Redis Cluster needs at least 3 masters, got ${masters}.`);
+  }
+  const dir = await mkdtemp(join(tmpdir(), "cairn-redis-cluster-"));
+  const nodes: TestServer[] = [];
+  const stop = async () => {
+    await Promise.all(nodes.map((node) => node.stop()));
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    const ports: number[] = [];
+    for (let i = 0; i < masters; i++) {
+      const port = await freePort();
+      // The bus port is given, not left at port + 10000, which may be taken or above 65535.
+      const bus = await freePort();
+      ports.push(port);
+      nodes.push(
+        await launchRedis(
+          port,
+          dir,
+          ["--cluster-enabled", "yes", "--cluster-config-file", join(dir, `nodes-${port}.conf`)].concat([
+            "--cluster-port",
+            String(bus),
+          ]),
+          false,
+        ),
+      );
+    }
+    const addresses = ports.map((port) => `127.0.0.1:${port}`);
+    await run(REDIS_CLI, ["--cluster", "create", ...addresses, "--cluster-replicas", "0", "--cluster-yes"]);
+    const deadline = Date.now() + 30_000;
+    for (const port of ports) {
+      for (;;) {
+        const info = await run(REDIS_CLI, ["-h", "127.0.0.1", "-p", String(port), "cluster", "info"]);
+        if (/^cluster_state:ok\b/m.test(info)) break;
+        if (Date.now() > deadline) {
+          throw new Error(
+            `The Redis Cluster on ports ${ports.join(", ")} did not reach cluster_state:ok: ${info}`,
+          );
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    return {
+      name: "redis-cluster",
+      port: ports[0]!,
+      ports,
+      url: `redis://${addresses.join(",")}`,
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
 }
