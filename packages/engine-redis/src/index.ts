@@ -1,3 +1,3 @@
 export * from "./factory.js";
-export { keyLayout, partitionTag } from "./layout.js";
+export { keyLayout, keySlot, partitionTag } from "./layout.js";
 export * from "./redis-engine.js";

@@ -39,3 +39,31 @@ export function keyLayout(prefix: string): KeyLayout {
 export function globLiteral(text: string): string {
   return text.replace(/[*?[\]\\]/g, "\\$&");
 }
+
+/** CRC16-CCITT (XMODEM), the checksum Redis Cluster reduces modulo 16384 to find a key's slot. */
+const CRC16 = (() => {
+  const table = new Uint16Array(256);
+  for (let i = 0; i < 256; i++) {
+    let crc = i << 8;
+    for (let bit = 0; bit < 8; bit++)
+      crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+    table[i] = crc;
+  }
+  return table;
+})();
+
+/**
+ * The Redis Cluster slot of `key`, as `CLUSTER KEYSLOT` computes it: the CRC16 of the key's UTF-8 bytes, or of
+ * its hash tag (the bytes between the first `{` and the next `}`, when not empty), modulo 16384.
+ */
+export function keySlot(key: string): number {
+  let bytes = Buffer.from(key, "utf8");
+  const open = bytes.indexOf(0x7b);
+  if (open >= 0) {
+    const close = bytes.indexOf(0x7d, open + 1);
+    if (close > open + 1) bytes = bytes.subarray(open + 1, close);
+  }
+  let crc = 0;
+  for (const byte of bytes) crc = ((crc << 8) & 0xffff) ^ CRC16[((crc >> 8) ^ byte) & 0xff]!;
+  return crc % 16384;
+}
