@@ -19,10 +19,13 @@ function isConnectionError(error: unknown, detail: string): boolean {
     return true;
   const name = (error as { name?: unknown } | null)?.name;
   if (name === "MaxRetriesPerRequestError" || name === "AbortError") return true;
-  return /Connection is closed|Stream isn't writeable|Command timed out|connect ETIMEDOUT|Reached the max retries/i.test(
+  return /Connection is closed|Stream isn't writeable|Command timed out|connect ETIMEDOUT|Reached the max retries|None of startup nodes is available|Failed to refresh slots cache|Cluster isn't ready|Cluster is (ended|disconnected|disconnecting)|Node is disconnected/i.test(
     detail,
   );
 }
+
+/** Messages of ioredis's Cluster that only say that something else failed; the error they wrap says what. */
+const WRAPPERS = /^(Too many Cluster redirections\. Last error: (\w*Error: )?|Failed to refresh slots cache)/;
 
 /**
  * Maps an error of ioredis or of the Redis server to one of core's errors with a sentence naming the Redis URL
@@ -34,11 +37,22 @@ function isConnectionError(error: unknown, detail: string): boolean {
 export function mapRedisError(
   error: unknown,
   location: string,
-  context: { opening?: boolean; lastSocketError?: unknown } = {},
+  context: { opening?: boolean; lastSocketError?: unknown; cluster?: boolean } = {},
 ): unknown {
   if (isCairnError(error)) return error;
   const cause = error;
   let detail = detailOf(error);
+  // A command that kept being redirected, or a slot map no node would give, says why only in its last error.
+  let reason: unknown = error;
+  const wrapped = WRAPPERS.exec(detail);
+  if (wrapped) {
+    const last = (error as { lastNodeError?: unknown }).lastNodeError;
+    if (wrapped[0].startsWith("Too")) detail = detail.slice(wrapped[0].length);
+    else if (last) {
+      reason = last;
+      detail = detailOf(last);
+    }
+  }
   if (
     /^(WRONGPASS|NOAUTH|NOPERM)\b/.test(detail) ||
     /AUTH .*without any password configured|no password is set/i.test(detail)
@@ -62,17 +76,43 @@ export function mapRedisError(
   if (/^OOM\b/.test(detail)) {
     return new UnavailableError(`Redis at ${location} is out of memory (${detail}).`, { cause });
   }
+  if (
+    /^ERR (SELECT is not allowed in cluster mode|This instance has cluster support disabled)/i.test(detail)
+  ) {
+    return new InvalidArgumentError(
+      context.cluster
+        ? `Redis at ${location} is not a node of a Redis Cluster (${detail}); open it without ?cluster=true, with one host.`
+        : `Redis at ${location} is a node of a Redis Cluster, which has database 0 only (${detail}); open it as a cluster: list its nodes (redis://host1:port1,host2:port2/…) or add ?cluster=true.`,
+      { cause },
+    );
+  }
+  if (/^(MOVED|ASK)\b/.test(detail)) {
+    return context.cluster
+      ? new UnavailableError(
+          `The Redis Cluster at ${location} kept moving the slot of a key (${detail}); retry once its resharding is done.`,
+          { cause },
+        )
+      : new InvalidArgumentError(
+          `Redis at ${location} is a node of a Redis Cluster and does not hold every key (${detail}); open it as a cluster: list its nodes (redis://host1:port1,host2:port2/…) or add ?cluster=true.`,
+          { cause },
+        );
+  }
   if (/^(LOADING|BUSY|MASTERDOWN|TRYAGAIN|CLUSTERDOWN)\b/.test(detail)) {
     return new UnavailableError(`Redis at ${location} cannot serve requests right now (${detail}).`, {
       cause,
     });
   }
-  if (isConnectionError(error, detail)) {
+  if (isConnectionError(reason, detail)) {
+    // ioredis's words for a cluster client between two connections, which calls do not wait for.
+    if (/^Cluster isn't ready and enableOfflineQueue/.test(detail))
+      detail = "the cluster is being reconnected";
     const socket = context.lastSocketError;
     if (
       socket !== undefined &&
       socket !== error &&
-      /Connection is closed|Stream isn't writeable/i.test(detail)
+      /Connection is closed|Stream isn't writeable|None of startup nodes is available|Failed to refresh slots cache/i.test(
+        detail,
+      )
     ) {
       detail = detailOf(socket);
     }

@@ -1,7 +1,7 @@
 import { type EngineFactory, InvalidArgumentError, redactUrl, urlScheme } from "@cairn/core";
 import { createRedisEngine, type RedisEngine, type RedisEngineOptions } from "./redis-engine.js";
 
-const PARAMS = ["prefix", "connectTimeout", "commandTimeout", "pageSize"] as const;
+const PARAMS = ["prefix", "connectTimeout", "commandTimeout", "pageSize", "cluster"] as const;
 
 function wholeNumber(
   url: string,
@@ -31,11 +31,46 @@ function decode(url: string, what: string, raw: string): string {
  * Reads the options of a Redis URL: `redis://[[user]:password@]host[:port][/db][?params]`, or `rediss://…` for
  * TLS. The port defaults to 6379, the database to 0, the host to 127.0.0.1. Parameters: `prefix` (start of
  * every key, default `cairn:`), `connectTimeout` and `commandTimeout` (ms), `pageSize` (entries per scan round
- * trip). User name and password are percent-decoded. Messages name the URL with the password hidden.
+ * trip), `cluster` (`true`: the host is a seed node of a Redis Cluster). User name and password are
+ * percent-decoded. Messages name the URL with the password hidden.
+ *
+ * Several comma-separated hosts name the seed nodes of a Redis Cluster, as JuiceFS writes them:
+ * `redis://[[user]:password@]host1[:port1],host2[:port2],…[/db][?params]`; each port defaults to 6379. The result
+ * then has `nodes` instead of `host` and `port`.
  */
 export function parseRedisUrl(url: string): RedisEngineOptions & { location: string } {
-  const scheme = urlScheme(url);
   const shown = redactUrl(url);
+  const authority = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#]*)(.*)$/is.exec(url);
+  const at = authority ? authority[2]!.lastIndexOf("@") : -1;
+  const hosts = authority ? authority[2]!.slice(at + 1).split(",") : [];
+  if (hosts.length < 2) return parseOne(url, shown);
+  // Each seed is read as the host of a URL of its own, so that brackets, ports and their errors are the same
+  // as for one host; the rest (credentials, database, parameters) is read from the URL with the first seed.
+  const [, start, , rest] = authority!;
+  const userinfo = at >= 0 ? authority![2]!.slice(0, at + 1) : "";
+  const nodes = hosts.map((seed) => {
+    if (seed === "") {
+      throw new InvalidArgumentError(
+        `${shown} has an empty host in its list of cluster nodes; write host1:port1,host2:port2.`,
+      );
+    }
+    const { host = "127.0.0.1", port } = parseOne(`${start}${seed}`, shown);
+    return port === undefined ? { host } : { host, port };
+  });
+  const options = parseOne(`${start}${userinfo}${hosts[0]}${rest}`, shown);
+  if (options.cluster === false) {
+    throw new InvalidArgumentError(
+      `${shown} lists several hosts, which name the nodes of a Redis Cluster, but says cluster=false.`,
+    );
+  }
+  delete options.host;
+  delete options.port;
+  delete options.cluster;
+  return { ...options, nodes };
+}
+
+function parseOne(url: string, shown: string): RedisEngineOptions & { location: string } {
+  const scheme = urlScheme(url);
   if ((scheme !== "redis" && scheme !== "rediss") || !/^[a-z]+:\/\//i.test(url)) {
     throw new InvalidArgumentError(
       `"${shown}" is not a Redis URL; expected redis://[user:password@]host:port/db or rediss://… for TLS.`,
@@ -87,6 +122,12 @@ export function parseRedisUrl(url: string): RedisEngineOptions & { location: str
         break;
       case "pageSize":
         options.pageSize = wholeNumber(shown, name, value, 1, 5000);
+        break;
+      case "cluster":
+        if (value !== "true" && value !== "false") {
+          throw new InvalidArgumentError(`The parameter cluster=${value} in ${shown} must be true or false.`);
+        }
+        options.cluster = value === "true";
         break;
       default:
         throw new InvalidArgumentError(

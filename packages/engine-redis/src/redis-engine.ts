@@ -8,6 +8,7 @@ import {
   type EngineCapabilities,
   encodeKey,
   encodePartition,
+  hasCode,
   InvalidArgumentError,
   type KvEntry,
   type MetadataEngine,
@@ -18,9 +19,9 @@ import {
   UnsupportedError,
   type WriteOp,
 } from "@cairn/core";
-import { type ChainableCommander, Redis } from "ioredis";
-import { mapRedisError } from "./errors.js";
-import { globLiteral, type KeyLayout, keyLayout } from "./layout.js";
+import { type ChainableCommander, Cluster, Redis } from "ioredis";
+import { detailOf, mapRedisError } from "./errors.js";
+import { globLiteral, type KeyLayout, keyLayout, keySlot } from "./layout.js";
 import { INDEX_PAGE, PUT, REGISTER, REMOVE, SET_IF, UNREGISTER } from "./scripts.js";
 
 /** The version of the key layout this build writes. A prefix holding a newer one is refused, never downgraded. */
@@ -28,14 +29,26 @@ export const REDIS_SCHEMA_VERSION = 1;
 
 export interface RedisEngineOptions {
   /**
-   * Host name or IP address of the Redis server.
+   * Host name or IP address of the Redis server (or, with `cluster: true`, of one node of the cluster).
    * @default "127.0.0.1"
    */
   host?: string;
   /** @default 6379 */
   port?: number;
   /**
-   * Number of the Redis database (`SELECT`).
+   * Seed nodes of a Redis Cluster, instead of `host` and `port`: the engine connects to the cluster through the
+   * first of them that answers and learns the others from it. Giving them selects cluster mode.
+   */
+  nodes?: ReadonlyArray<{ host: string; port?: number }>;
+  /**
+   * Whether the server is a Redis Cluster, reached through `host`:`port` or `nodes`. A cluster spreads partitions
+   * over its masters by hash slot; see the README for what it does and does not guarantee.
+   * @default true when `nodes` is given or `client` is a `Cluster`, else false
+   */
+  cluster?: boolean;
+  /**
+   * Number of the Redis database (`SELECT`). A Redis Cluster has database 0 only: there, a number N ≥ 1 puts
+   * `dbN:` in front of the prefix instead, so that URLs written for databases keep their data apart.
    * @default 0
    */
   db?: number;
@@ -77,10 +90,10 @@ export interface RedisEngineOptions {
    */
   indexGrace?: number;
   /**
-   * An ioredis client to use instead of connecting (tests, Sentinel, custom authentication). The engine defines
-   * its scripts on it and does not close it: its owner does.
+   * An ioredis client to use instead of connecting (tests, Sentinel, custom authentication, a `Cluster` with a
+   * NAT map). The engine defines its scripts on it and does not close it: its owner does.
    */
-  client?: Redis;
+  client?: Redis | Cluster;
   /** How the database is named in messages; built from host, port and db when absent. Must hold no secret. */
   location?: string;
 }
@@ -88,8 +101,10 @@ export interface RedisEngineOptions {
 /** A {@link MetadataEngine} kept in a Redis database (or a Redis Cluster), under a key prefix. */
 export interface RedisEngine extends MetadataEngine {
   readonly kind: "redis";
-  /** The key prefix everything of this engine is stored under. */
+  /** The key prefix everything of this engine is stored under (on a cluster, after `dbN:` for a database N ≥ 1). */
   readonly prefix: string;
+  /** Whether the engine runs on a Redis Cluster. */
+  readonly cluster: boolean;
   /** The database's URL with the password hidden, as used in messages. */
   readonly location: string;
 }
@@ -109,6 +124,12 @@ const CLOSED = Buffer.from("[");
 const MINUS = Buffer.from("-");
 const PLUS = Buffer.from("+");
 const INDEX_PAGE_SIZE = 500;
+/**
+ * Rounds of `writeBatch` on a cluster: transactions refused because their slot moved (MOVED, ASK, TRYAGAIN) or
+ * was not served are sent again after the slot map is refreshed, waiting longer each round (about 5 s in all).
+ */
+const CLUSTER_ROUNDS = 8;
+const REDIRECTED = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN)\b|should belong to the same slots allocation group/;
 /** UTF-16 code units that take at most ENGINE_LIMITS.keyBytes of UTF-8 whatever they are (three bytes each). */
 const KEY_UNITS = Math.floor(ENGINE_LIMITS.keyBytes / 3);
 /** Registrations remembered per connection; beyond that the memory is dropped and partitions register anew. */
@@ -199,14 +220,42 @@ function wholeNumber(name: string, value: number | undefined, fallback: number, 
  * @throws UnsupportedError when the prefix was written by a newer cairn (schema version).
  */
 export async function createRedisEngine(options: RedisEngineOptions = {}): Promise<RedisEngine> {
-  const config = Object.freeze({
-    host: options.host ?? "127.0.0.1",
-    port: wholeNumber("port", options.port, 6379, 1),
-    db: wholeNumber("db", options.db, 0, 0),
+  const injectedCluster = options.client !== undefined && isCluster(options.client);
+  const cluster = options.cluster ?? (options.nodes !== undefined || injectedCluster);
+  if (options.nodes !== undefined && (options.host !== undefined || options.port !== undefined)) {
+    throw new InvalidArgumentError("Give either host and port or nodes, not both.");
+  }
+  if (!cluster && (options.nodes !== undefined || injectedCluster)) {
+    throw new InvalidArgumentError(
+      "cluster: false contradicts nodes or a Cluster client, which name a Redis Cluster.",
+    );
+  }
+  if (cluster && options.client !== undefined && !injectedCluster) {
+    throw new InvalidArgumentError("cluster: true needs an ioredis Cluster as client, not a Redis.");
+  }
+  if (options.nodes !== undefined && options.nodes.length === 0) {
+    throw new InvalidArgumentError("nodes must name at least one node of the Redis Cluster.");
+  }
+  const host = options.host ?? "127.0.0.1";
+  const port = wholeNumber("port", options.port, 6379, 1);
+  const nodes = Object.freeze(
+    (options.nodes ?? [{ host, port }]).map((node) =>
+      Object.freeze({ host: node.host, port: wholeNumber("port", node.port, 6379, 1) }),
+    ),
+  );
+  const db = wholeNumber("db", options.db, 0, 0);
+  const prefix = options.prefix ?? "cairn:";
+  const config: Config = Object.freeze({
+    host,
+    port,
+    nodes,
+    cluster,
+    db,
     username: options.username,
     password: options.password,
     tls: options.tls ?? false,
-    prefix: options.prefix ?? "cairn:",
+    // A cluster has database 0 only: JuiceFS turns the number into a key prefix there, and so does cairn.
+    prefix: cluster && db > 0 ? `db${db}:${prefix}` : prefix,
     connectTimeout: wholeNumber("connectTimeout", options.connectTimeout, 5000, 1),
     commandTimeout: wholeNumber("commandTimeout", options.commandTimeout, 60_000, 1),
     pageSize: wholeNumber("pageSize", options.pageSize, 1000, 1),
@@ -222,33 +271,65 @@ export async function createRedisEngine(options: RedisEngineOptions = {}): Promi
   if (config.username !== undefined && config.password === undefined) {
     throw new InvalidArgumentError("A Redis user name needs a password.");
   }
+  const hostPort = (node: { host: string; port: number }) =>
+    `${node.host.includes(":") ? `[${node.host}]` : node.host}:${node.port}`;
   const location =
     options.location ??
-    `${config.tls ? "rediss" : "redis"}://${config.host.includes(":") ? `[${config.host}]` : config.host}:${config.port}/${config.db}`;
+    `${config.tls ? "rediss" : "redis"}://${config.nodes.map(hostPort).join(",")}/${config.db}${cluster && config.nodes.length === 1 ? "?cluster=true" : ""}`;
 
-  let client: Redis;
+  let client: Redis | Cluster;
   let lastSocketError: unknown;
+  const onError = (error: unknown) => {
+    lastSocketError = error;
+  };
   const owned = !options.client;
   if (options.client) {
     client = options.client;
+  } else if (cluster) {
+    client = await connectCluster(config, location, onError);
   } else {
-    client = await connect(config, location, (error) => {
-      lastSocketError = error;
-    });
+    client = await connect(config, location, onError);
   }
-  const engine = new RedisEngineImpl(defineScripts(client), owned, config, location, () => lastSocketError);
+  const engine = new RedisEngineImpl(client, owned, config, location, () => lastSocketError);
   try {
+    if (injectedCluster) await whenReady(client as Cluster, config.connectTimeout);
     await engine.prepare();
   } catch (error) {
     await engine.close().catch(() => {});
-    throw mapRedisError(error, location, { opening: true, lastSocketError });
+    throw mapRedisError(error, location, { opening: true, lastSocketError, cluster });
   }
   return engine;
 }
 
+/**
+ * Waits until an injected cluster client knows its slots and masters: the first-use check must see them all. One
+ * made with `lazyConnect` is connected here.
+ */
+async function whenReady(cluster: Cluster, timeout: number): Promise<void> {
+  if (cluster.status === "ready") return;
+  if (cluster.status === "wait") return cluster.connect();
+  await new Promise<void>((resolve, reject) => {
+    const ready = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      cluster.off("ready", ready);
+      reject(new Error(`Cluster isn't ready after ${timeout} ms (status ${cluster.status})`));
+    }, timeout);
+    cluster.once("ready", ready);
+  });
+}
+
+/** Whether `client` is ioredis's `Cluster` (checked by a property: the class may be loaded twice). */
+const isCluster = (client: Redis | Cluster): client is Cluster =>
+  (client as { isCluster?: unknown }).isCluster === true;
+
 type Config = Readonly<{
   host: string;
   port: number;
+  nodes: ReadonlyArray<Readonly<{ host: string; port: number }>>;
+  cluster: boolean;
   db: number;
   username: string | undefined;
   password: string | undefined;
@@ -306,12 +387,95 @@ async function connect(config: Config, location: string, onError: (error: unknow
   return client;
 }
 
+/**
+ * Connects to a Redis Cluster. A first connection to a seed node checks the credentials (with the messages of a
+ * single server, and without ioredis's console warnings) and that the cluster is up (`cluster_state:ok`), trying
+ * the seeds in turn while they cannot be reached or see the cluster down; then ioredis's `Cluster` learns the
+ * slot map and connects to the masters.
+ */
+async function connectCluster(
+  config: Config,
+  location: string,
+  onError: (error: unknown) => void,
+): Promise<Cluster> {
+  let failure: unknown;
+  let up = false;
+  for (const seed of config.nodes) {
+    let probe: Redis;
+    try {
+      probe = await connect({ ...config, host: seed.host, port: seed.port, db: 0 }, location, () => {});
+    } catch (error) {
+      if (!hasCode(error, "UNAVAILABLE")) throw error;
+      failure = error;
+      continue;
+    }
+    try {
+      const info = String(await probe.cluster("INFO"));
+      const state = /^cluster_state:(\w+)/m.exec(info)?.[1] ?? "unknown";
+      if (state === "ok") {
+        up = true;
+        break;
+      }
+      failure = new UnavailableError(
+        `The Redis Cluster at ${location} is down: ${seed.host}:${seed.port} reports cluster_state:${state}.`,
+      );
+    } catch (error) {
+      throw mapRedisError(error, location, { opening: true, cluster: true });
+    } finally {
+      probe.disconnect();
+    }
+  }
+  if (!up) throw failure;
+
+  let connected = false;
+  const tls = config.tls === true ? {} : config.tls;
+  const cluster = new Cluster(
+    config.nodes.map(({ host, port }) => ({ host, port })),
+    {
+      lazyConnect: true,
+      // Calls made while the cluster is being reconnected fail at once instead of waiting without a time limit.
+      enableOfflineQueue: false,
+      scaleReads: "master",
+      slotsRefreshTimeout: config.connectTimeout,
+      // Once connected, a cluster that went away is reconnected with backoff; the first connection is not retried.
+      clusterRetryStrategy: (attempt) => (connected ? Math.min(attempt * 200, 2000) : null),
+      redisOptions: {
+        ...(config.username !== undefined ? { username: config.username } : {}),
+        ...(config.password !== undefined ? { password: config.password } : {}),
+        ...(tls ? { tls } : {}),
+        disableClientInfo: true,
+        connectTimeout: config.connectTimeout,
+        commandTimeout: config.commandTimeout,
+      },
+    },
+  );
+  cluster.on("error", onError);
+  cluster.on("node error", onError);
+  let lastError: unknown;
+  const note = (error: unknown) => {
+    lastError = error;
+  };
+  cluster.on("error", note);
+  cluster.on("node error", note);
+  try {
+    await cluster.connect();
+  } catch (error) {
+    cluster.disconnect();
+    throw mapRedisError(error, location, { opening: true, lastSocketError: lastError, cluster: true });
+  }
+  connected = true;
+  return cluster;
+}
+
 class RedisEngineImpl implements RedisEngine {
   readonly kind = "redis" as const;
   readonly capabilities = CAPABILITIES;
   readonly prefix: string;
   readonly location: string;
+  readonly cluster: boolean;
   readonly #client: ScriptClient;
+  /** The same client as `#client` on a cluster, for what only a cluster has: its masters and slot map. */
+  readonly #cluster: Cluster | undefined;
   readonly #owned: boolean;
   readonly #config: Config;
   readonly #keys: KeyLayout;
@@ -321,13 +485,16 @@ class RedisEngineImpl implements RedisEngine {
   #closed = false;
 
   constructor(
-    client: ScriptClient,
+    client: Redis | Cluster,
     owned: boolean,
     config: Config,
     location: string,
     lastSocketError: () => unknown,
   ) {
-    this.#client = client;
+    // A Cluster answers the same commands as a Redis (both are ioredis Commanders) and routes each by its keys.
+    this.#client = defineScripts(client as Redis);
+    this.#cluster = isCluster(client) ? client : undefined;
+    this.cluster = this.#cluster !== undefined;
     this.#owned = owned;
     this.#config = config;
     this.prefix = config.prefix;
@@ -380,15 +547,23 @@ class RedisEngineImpl implements RedisEngine {
     return true;
   }
 
-  /** Any key under the prefix, found with SCAN (once, when a prefix is first used). */
+  /**
+   * Any key under the prefix, found with SCAN (once, when a prefix is first used): on a cluster on every master,
+   * since each holds only the keys of its slots.
+   */
   async #firstKeyUnderPrefix(): Promise<string | undefined> {
     const match = `${globLiteral(this.prefix)}*`;
-    let cursor = "0";
-    do {
-      const [next, keys] = await this.#client.scan(cursor, "MATCH", match, "COUNT", 1000);
-      if (keys.length > 0) return keys[0];
-      cursor = next;
-    } while (cursor !== "0");
+    const nodes = this.#cluster ? this.#cluster.nodes("master") : [this.#client];
+    if (nodes.length === 0)
+      throw new UnavailableError(`The Redis Cluster at ${this.location} has no master.`);
+    for (const node of nodes) {
+      let cursor = "0";
+      do {
+        const [next, keys] = await node.scan(cursor, "MATCH", match, "COUNT", 1000);
+        if (keys.length > 0) return keys[0];
+        cursor = next;
+      } while (cursor !== "0");
+    }
     return undefined;
   }
 
@@ -398,8 +573,49 @@ class RedisEngineImpl implements RedisEngine {
     try {
       return await fn();
     } catch (error) {
-      throw mapRedisError(error, this.location, { lastSocketError: this.#lastSocketError() });
+      throw mapRedisError(error, this.location, {
+        lastSocketError: this.#lastSocketError(),
+        cluster: this.cluster,
+      });
     }
+  }
+
+  /**
+   * The node a key's slot is served by, as the cluster's slot map names it (master first, then replicas), or
+   * `undefined` when no node serves it. Commands of one pipeline must all go to one node on a cluster.
+   */
+  #nodeOf(key: string): string | undefined {
+    return this.#cluster!.slots[keySlot(key)]?.join(";");
+  }
+
+  /**
+   * Sends one command per item and returns each one's `[error, result]` in the order of `items`: in one pipeline
+   * on a single server, in one pipeline per node on a cluster, all in flight at once.
+   */
+  async #perNode<T>(
+    items: readonly T[],
+    keyOf: (item: T) => string,
+    add: (pipeline: ScriptPipeline, item: T) => void,
+  ): Promise<Array<[Error | null, unknown]>> {
+    const groups = new Map<string | undefined, number[]>();
+    for (let i = 0; i < items.length; i++) {
+      const node = this.#cluster ? this.#nodeOf(keyOf(items[i]!)) : undefined;
+      const group = groups.get(node);
+      if (group) group.push(i);
+      else groups.set(node, [i]);
+    }
+    const out = new Array<[Error | null, unknown]>(items.length);
+    await Promise.all(
+      [...groups.values()].map(async (indices) => {
+        const pipeline = this.#client.pipeline() as ScriptPipeline;
+        for (const i of indices) add(pipeline, items[i]!);
+        const results = (await pipeline.exec()) ?? [];
+        indices.forEach((item, j) => {
+          out[item] = results[j] as [Error | null, unknown];
+        });
+      }),
+    );
+    return out;
   }
 
   #checkOpen(): void {
@@ -459,13 +675,21 @@ class RedisEngineImpl implements RedisEngine {
     return result === 1;
   }
 
-  /** One write to `partition` in one round trip, after registering the partition in the index when needed. */
+  /**
+   * One write to `partition` in one round trip, after registering the partition in the index when needed. On a
+   * cluster the index is in another slot, most often on another node, so the registration is a round trip of its
+   * own: only its reply orders it before the write.
+   */
   async #write(partition: string, command: (p: ScriptPipeline) => ScriptPipeline): Promise<unknown> {
     return this.#run(async () => {
       const pipeline = this.#client.pipeline() as ScriptPipeline;
       const register = this.#needsRegistration(partition);
       const sent = Date.now();
-      if (register) pipeline.cairnRegister(this.#keys.partitionIndex, this.#keys.registered, partition);
+      if (register && this.#cluster) {
+        await this.#client.cairnRegister(this.#keys.partitionIndex, this.#keys.registered, partition);
+      } else if (register) {
+        pipeline.cairnRegister(this.#keys.partitionIndex, this.#keys.registered, partition);
+      }
       command(pipeline);
       const results = (await pipeline.exec()) ?? [];
       for (const [error] of results) if (error) throw error;
@@ -511,7 +735,8 @@ class RedisEngineImpl implements RedisEngine {
       }
     }
     if (runs.length === 0) return;
-    await this.#run(() => this.#applyBatch(runs));
+    const cluster = this.#cluster;
+    await this.#run(() => (cluster ? this.#applyBatchOnCluster(runs, cluster) : this.#applyBatch(runs)));
   }
 
   async #applyBatch(runs: readonly Run[]): Promise<void> {
@@ -573,6 +798,129 @@ class RedisEngineImpl implements RedisEngine {
     await Promise.all(inFlight);
     if (failure !== undefined) throw failure;
     for (const [partition, at] of registered) this.#noteRegistered(partition, at);
+  }
+
+  /**
+   * `writeBatch` on a cluster. The partitions that need it are registered first, in one pipeline to the index's
+   * node, and their replies awaited: the index is on another node than most partitions, so nothing else orders
+   * the registrations before the writes. Then every node gets pipelines of its own partitions' transactions,
+   * several in flight per node. Transactions refused because their slot moved are sent again; see
+   * {@link CLUSTER_ROUNDS}.
+   */
+  async #applyBatchOnCluster(runs: readonly Run[], cluster: Cluster): Promise<void> {
+    const now = Date.now();
+    const registering = new Set<string>();
+    for (const run of runs) {
+      if (!run.removing && !registering.has(run.partition) && this.#needsRegistration(run.partition))
+        registering.add(run.partition);
+    }
+    if (registering.size > 0) {
+      const pipeline = this.#client.pipeline() as ScriptPipeline;
+      for (const partition of registering)
+        pipeline.cairnRegister(this.#keys.partitionIndex, this.#keys.registered, partition);
+      for (const [error] of (await pipeline.exec()) ?? []) if (error) throw error;
+    }
+    let pending = runs;
+    for (let round = 1; ; round++) {
+      const { failure, redirected } = await this.#sendRuns(pending, cluster);
+      if (failure !== undefined) throw failure;
+      if (redirected.size === 0) break;
+      if (round === CLUSTER_ROUNDS) throw [...redirected.values()][0];
+      // A partition's runs must apply in order: from its first refused run on, all of them are sent again (each
+      // is idempotent, so one that was applied already may be applied twice).
+      const from = new Map<string, number>();
+      for (const i of [...redirected.keys()].sort((a, b) => a - b)) {
+        if (!from.has(pending[i]!.partition)) from.set(pending[i]!.partition, i);
+      }
+      pending = pending.filter((run, i) => i >= (from.get(run.partition) ?? Number.POSITIVE_INFINITY));
+      await new Promise<void>((resolve) => cluster.refreshSlotsCache(() => resolve()));
+      await new Promise((resolve) => setTimeout(resolve, Math.min(100 * 2 ** (round - 1), 1000)));
+    }
+    for (const partition of registering) this.#noteRegistered(partition, now);
+  }
+
+  /**
+   * Sends each run as one MULTI/EXEC transaction in pipelines grouped by node. Returns the first error that is not
+   * a redirection, and the runs (by index) that a redirection or an unserved slot refused, with their errors.
+   */
+  async #sendRuns(
+    runs: readonly Run[],
+    cluster: Cluster,
+  ): Promise<{ failure: unknown; redirected: Map<number, unknown> }> {
+    interface Group {
+      pipeline: ScriptPipeline;
+      indices: number[];
+    }
+    const groups = new Map<string, Group>();
+    const inFlight = new Set<Promise<void>>();
+    const limit = PIPELINES_IN_FLIGHT * Math.max(1, cluster.nodes("master").length);
+    const redirected = new Map<number, unknown>();
+    let failure: unknown;
+    const refused = (index: number, error: unknown) => {
+      if (REDIRECTED.test(error instanceof Error ? error.message : String(error)))
+        redirected.set(index, error);
+      else if (failure === undefined) failure = error;
+    };
+    const flush = async (node: string, group: Group) => {
+      groups.delete(node);
+      const { pipeline, indices } = group;
+      const done = pipeline.exec().then(
+        (results) => {
+          // Each run is four replies: MULTI, its two commands, EXEC. A command refused while queued (MOVED, ASK)
+          // makes EXEC answer EXECABORT; a command failing inside EXEC is an error among EXEC's results.
+          indices.forEach((index, j) => {
+            let error: unknown;
+            for (const [queued, result] of (results ?? []).slice(j * 4, j * 4 + 4)) {
+              const failed =
+                queued ?? (Array.isArray(result) ? result.find((r) => r instanceof Error) : undefined);
+              if (failed && (error === undefined || /^EXECABORT\b/.test(detailOf(error)))) error = failed;
+            }
+            if (error !== undefined) refused(index, error);
+          });
+        },
+        (error: unknown) => {
+          for (const index of indices) refused(index, error);
+        },
+      );
+      const tracked = done.finally(() => inFlight.delete(tracked));
+      inFlight.add(tracked);
+      if (inFlight.size >= limit) await Promise.race(inFlight);
+    };
+    const nodes = new Map<string, string | undefined>();
+    for (let i = 0; i < runs.length; i++) {
+      if (failure !== undefined) break;
+      const run = runs[i]!;
+      const zset = this.#keys.keys(run.partition);
+      const hash = this.#keys.values(run.partition);
+      let node = nodes.get(run.partition);
+      if (node === undefined) {
+        node = this.#nodeOf(zset);
+        nodes.set(run.partition, node);
+      }
+      if (node === undefined) {
+        redirected.set(i, new Error(`CLUSTERDOWN Hash slot ${keySlot(zset)} is not served`));
+        continue;
+      }
+      let group = groups.get(node);
+      if (!group) {
+        group = { pipeline: this.#client.pipeline() as ScriptPipeline, indices: [] };
+        groups.set(node, group);
+      }
+      group.pipeline.call("multi");
+      if (run.removing) {
+        group.pipeline.zrem(zset, ...run.fields);
+        group.pipeline.hdel(hash, ...run.fields);
+      } else {
+        group.pipeline.hset(hash, ...run.fields);
+        group.pipeline.zadd(zset, ...run.members);
+      }
+      group.pipeline.call("exec");
+      group.indices.push(i);
+      if (group.indices.length >= PIPELINE_CALLS) await flush(node, group);
+    }
+    for (const [node, group] of [...groups]) await flush(node, group);
+    await Promise.all(inFlight);
+    return { failure, redirected };
   }
 
   async *scan(partition: string, options: ScanOptions = {}): AsyncGenerator<KvEntry> {
@@ -669,14 +1017,18 @@ class RedisEngineImpl implements RedisEngine {
       }
       if (names.length === 0) return;
       // The index may list partitions that were emptied: only those holding keys are yielded.
-      const held = await this.#run(async () => {
-        const pipeline = this.#client.pipeline();
-        for (const name of names) pipeline.exists(this.#keys.keys(name));
-        return ((await pipeline.exec()) ?? []).map(([error, n]) => {
+      const held = await this.#run(async () =>
+        (
+          await this.#perNode(
+            names,
+            (name) => this.#keys.keys(name),
+            (pipeline, name) => pipeline.exists(this.#keys.keys(name)),
+          )
+        ).map(([error, n]) => {
           if (error) throw error;
           return n === 1;
-        });
-      });
+        }),
+      );
       const stale: Array<[string, string]> = [];
       for (let i = 0; i < names.length; i++) {
         if (held[i]) yield names[i]!;
