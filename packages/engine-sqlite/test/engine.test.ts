@@ -11,6 +11,7 @@ import { createSqliteEngine, factory, parseSqliteUrl } from "../src/index.js";
 const dir = await tempDir("cairn-sqlite-");
 const shared = join(dir, "shared", "meta.db");
 const utf8 = (s: string) => new TextEncoder().encode(s);
+const hex = (bytes: Uint8Array | undefined) => (bytes ? Buffer.from(bytes).toString("hex") : bytes);
 
 describeEngine("sqlite", { open: () => factory.open(`sqlite://${shared}`) });
 
@@ -184,6 +185,72 @@ describe("sqlite engine", () => {
     const engine = await factory.open(`sqlite://${file}`);
     expect((await collect(engine.scan("p"))).length).toBe(1000);
     await engine.close();
+  });
+
+  it("lets a process end normally after reading part of a scan through a snapshot, released or not", async () => {
+    const script = fileURLToPath(new URL("./fixtures/snapshot.mjs", import.meta.url));
+    const engineModule = new URL("../dist/index.js", import.meta.url);
+    if (!existsSync(engineModule))
+      expect.fail("dist/index.js is missing: run `pnpm --filter @cairn/engine-sqlite build` first");
+    for (const mode of ["release", "forget"]) {
+      const file = join(await tempDir("cairn-sqlite-"), `${mode}.db`);
+      const child = spawn(process.execPath, [script, engineModule.href, `sqlite://${file}`, mode], {
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let output = "";
+      child.stdout.on("data", (chunk) => {
+        output += chunk;
+      });
+      child.stderr.on("data", (chunk) => {
+        output += chunk;
+      });
+      const status = await new Promise<number | null>((resolve) => child.once("close", resolve));
+      // The first pages grow 64, 128, 256, 512 rows: the scan stops after 960, with the next page asked for.
+      expect({ mode, status, output }).toEqual({ mode, status: 0, output: "read 960\n" });
+    }
+  });
+
+  it("reads a snapshot on its own thread exactly as the engine reads: text, bytes that are not UTF-8, large values", async () => {
+    const file = join(await tempDir("cairn-sqlite-"), "snapshot.db");
+    const engine = await factory.open(`sqlite://${file}?pageSize=100`);
+    try {
+      const values = new Map<string, Uint8Array>();
+      for (let i = 0; i < 1000; i++) {
+        const key = `k${String(i).padStart(4, "0")}-ü`;
+        // Mostly JSON text; every 7th value holds bytes that are not UTF-8, every 250th is larger than a page's share.
+        const value =
+          i % 250 === 0
+            ? new Uint8Array(200_000).fill(i % 256)
+            : i % 7 === 0
+              ? Uint8Array.of(0xff, 0xfe, i % 256, 0xc3)
+              : utf8(JSON.stringify({ i, s: "é".repeat(i % 13) }));
+        values.set(key, value);
+      }
+      await engine.writeBatch([...values].map(([key, value]) => ({ partition: "p", key, value })));
+      const snapshot = await engine.snapshot!();
+      try {
+        await engine.set("p", "k0001-ü", utf8("changed after the snapshot"));
+        const pages = await collect(snapshot.scanPages!("p", { from: "k0003", limit: 990 }));
+        expect(pages.map((page) => page.length)).toEqual([
+          64, 100, 100, 100, 100, 100, 100, 100, 100, 100, 26,
+        ]);
+        const read = pages.flat();
+        const expected = [...values].filter(([key]) => key >= "k0003").slice(0, 990);
+        expect(read.map((e) => e.key)).toEqual(expected.map(([key]) => key));
+        expect(read.map((e) => hex(e.value))).toEqual(expected.map(([, value]) => hex(value)));
+        expect(hex(await snapshot.get("p", "k0001-ü"))).toBe(hex(values.get("k0001-ü")));
+        expect(hex(await snapshot.get("p", "k0250-ü"))).toBe(hex(values.get("k0250-ü")));
+        expect(await snapshot.get("p", "nothing")).toBeUndefined();
+        expect(await collect(snapshot.partitions())).toEqual(["p"]);
+      } finally {
+        await snapshot.release();
+      }
+      const error = await expectCode(snapshot.get("p", "k0001-ü"), "UNAVAILABLE");
+      expect(error.message).toContain(file);
+      await expectCode(collect(snapshot.scan("p")), "UNAVAILABLE");
+    } finally {
+      await engine.close();
+    }
   });
 
   it("resolves a relative path against the working directory and creates parent folders", async () => {
