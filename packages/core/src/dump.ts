@@ -243,17 +243,18 @@ async function dumpRecords(source: Reader, out: Output, options: DumpEngineOptio
     ...decodeJson<Record<string, unknown>>(value, key),
   }));
   if (options.staging !== false) {
+    // A staging area's entries share their token: the start of their lines up to the path is made once.
+    let lineStart = { head: "", token: "", text: "" };
     await section("staged/", (repository, head, entry) => {
       const { key } = entry;
-      const rest = key.slice("staged/".length);
-      const slash = rest.indexOf("/");
-      const token = rest.slice(0, slash);
-      const path = rest.slice(slash + 1);
-      const line = spliceLine(
-        `${head},"token":${JSON.stringify(token)},"path":${JSON.stringify(path)}`,
-        entry,
-        '{"entry":{',
-      );
+      const rest = "staged/".length;
+      const slash = key.indexOf("/", rest);
+      const token = key.slice(rest, slash);
+      const path = key.slice(slash < 0 ? rest : slash + 1);
+      if (lineStart.token !== token || lineStart.head !== head) {
+        lineStart = { head, token, text: `${head},"token":${JSON.stringify(token)},"path":` };
+      }
+      const line = spliceLine(`${lineStart.text}${JSON.stringify(path)}`, entry, '{"entry":{');
       if (line) return line;
       const v = decodeJson<{ entry?: unknown; deleted?: boolean }>(entry.value, key);
       return {
