@@ -6,6 +6,7 @@ export { copyVerified, ensureBackupLocation, readBackupMarker, requireBackup } f
 export * from "./backup/restore.js";
 export * from "./backup/retention.js";
 export * from "./backup/snapshots.js";
+export * from "./byte-budget.js";
 export * from "./cairn.js";
 export * from "./codec.js";
 export * from "./dump.js";
