@@ -12,6 +12,7 @@ import {
 } from "@azure/storage-blob";
 import {
   AlreadyExistsError,
+  ByteBudget,
   ConflictError,
   checkListPrefix,
   compareKeys,
@@ -73,6 +74,14 @@ export interface AzureStoreOptions {
    */
   concurrency?: number;
   /**
+   * Bytes of block buffers the store holds at once across all of its puts. A staged upload of a stream needs up
+   * to `(concurrency + 1) × blockSize` (less when its size is known and smaller); one that would go over waits,
+   * its body unread, until earlier uploads finish, so that many large puts at once do not hold many buffers
+   * (with the defaults, one staged upload of a large stream runs at a time). At least one upload always runs.
+   * @default 96 MiB
+   */
+  uploadBuffer?: number;
+  /**
    * Names per list request (the service returns at most 5,000).
    * @default 5000
    */
@@ -115,6 +124,12 @@ export function createAzureStore(options: AzureStoreOptions): AzureStore {
   if (!Number.isSafeInteger(concurrency) || concurrency < 1) {
     throw new InvalidArgumentError("The upload concurrency of an Azure store must be a positive integer.");
   }
+  const uploadBuffer = options.uploadBuffer ?? 96 * MiB;
+  if (!Number.isSafeInteger(uploadBuffer) || uploadBuffer < 64 * 1024) {
+    throw new InvalidArgumentError(
+      "The upload buffer of an Azure store must be a whole number of bytes, at least 64 KiB.",
+    );
+  }
   const url = options.url ?? `azure://${options.container}/${prefix}`.replace(/\/$/, "");
   let client = options.containerClient;
   if (!client) {
@@ -144,6 +159,7 @@ export function createAzureStore(options: AzureStoreOptions): AzureStore {
     endpoint: options.endpoint ?? "",
     blockSize,
     concurrency,
+    uploadBuffer,
     pageSize: Math.min(Math.max(1, options.pageSize ?? 5000), 5000),
   });
 }
@@ -192,6 +208,7 @@ interface Config {
   endpoint: string;
   blockSize: number;
   concurrency: number;
+  uploadBuffer: number;
   pageSize: number;
 }
 
@@ -257,6 +274,8 @@ class AzureStoreImpl implements AzureStore {
   readonly #blockSize: number;
   readonly #concurrency: number;
   readonly #pageSize: number;
+  /** The block buffers of this store's uploads of streams, shared by its puts. */
+  readonly #uploadBuffers: ByteBudget;
   #closed = false;
 
   constructor(config: Config) {
@@ -269,6 +288,7 @@ class AzureStoreImpl implements AzureStore {
     this.#blockSize = config.blockSize;
     this.#concurrency = config.concurrency;
     this.#pageSize = config.pageSize;
+    this.#uploadBuffers = new ByteBudget(config.uploadBuffer);
   }
 
   get containerClient(): ContainerClient {
@@ -306,6 +326,7 @@ class AzureStoreImpl implements AzureStore {
       blockSize = Math.min(MAX_BLOCK, Math.ceil(options.size / MAX_BLOCKS));
     }
     const blob = this.#blob(key);
+    let giveBack: (() => void) | undefined;
     try {
       if (body instanceof Uint8Array) {
         this.#checkSize(key, options.size, body.length);
@@ -320,6 +341,11 @@ class AzureStoreImpl implements AzureStore {
           options.size,
         );
       }
+      // Read into blocks within the store's budget: the blocks in flight and the next one being filled.
+      const most = (this.#concurrency + 1) * blockSize;
+      giveBack = await this.#uploadBuffers.take(
+        options.size === undefined ? most : Math.min(options.size, most),
+      );
       const blocks = blocksOf(body as AsyncIterable<unknown>, blockSize);
       const first = await blocks.next();
       if (first.done) {
@@ -342,6 +368,8 @@ class AzureStoreImpl implements AzureStore {
     } catch (error) {
       if (error instanceof BodyError) throw error.cause;
       throw this.#error(error, key, "write", createOnly);
+    } finally {
+      giveBack?.();
     }
   }
 

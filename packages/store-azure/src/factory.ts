@@ -4,7 +4,7 @@ import { type AzureStore, type AzureStoreOptions, createAzureStore } from "./azu
 import { keyProblem } from "./keys.js";
 
 /** The parameters a store URL may carry (besides a SAS in an `https:` URL). */
-const PARAMS = ["timeout", "retries", "concurrency", "blockSize"] as const;
+const PARAMS = ["timeout", "retries", "concurrency", "blockSize", "uploadBuffer"] as const;
 
 /** Query parameters that make up a shared access signature; they are credentials, never shown. */
 const SAS_PARAMS = new Set([
@@ -58,6 +58,7 @@ export interface AzureUrl {
   retries?: number;
   concurrency?: number;
   blockSize?: number;
+  uploadBuffer?: number;
 }
 
 const CONTAINER = /^(?:[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}|\$root|\$web)$/;
@@ -91,8 +92,9 @@ function byteSize(name: string, value: string, url: string): number {
  * Reads a store URL: `azure://container/prefix` (account and credentials from the environment) or
  * `https://<account>.blob.core.windows.net/<container>/<prefix>` as Azure users write it, optionally with a
  * SAS in its query. Path segments are percent-decoded. Parameters: `timeout` (seconds per request try),
- * `retries`, `concurrency` (blocks in flight per upload), `blockSize` (e.g. `8MiB`); any other parameter is
- * refused, except the SAS parameters of an `https:` URL.
+ * `retries`, `concurrency` (blocks in flight per upload), `blockSize` (e.g. `8MiB`), `uploadBuffer` (block
+ * buffers of all uploads at once, e.g. `96MiB`); any other parameter is refused, except the SAS parameters of an
+ * `https:` URL.
  */
 export function parseAzureUrl(url: string): AzureUrl {
   if (typeof url !== "string") throw new InvalidArgumentError("An Azure store URL must be a string.");
@@ -187,6 +189,9 @@ export function parseAzureUrl(url: string): AzureUrl {
         break;
       case "blockSize":
         out.blockSize = byteSize(name, value, display);
+        break;
+      case "uploadBuffer":
+        out.uploadBuffer = byteSize(name, value, display);
         break;
       default:
         throw new InvalidArgumentError(
@@ -335,6 +340,7 @@ export function azureStoreOptions(url: string, env: NodeJS.ProcessEnv = process.
   if (parsed.retries !== undefined) options.retries = parsed.retries;
   if (parsed.concurrency !== undefined) options.concurrency = parsed.concurrency;
   if (parsed.blockSize !== undefined) options.blockSize = parsed.blockSize;
+  if (parsed.uploadBuffer !== undefined) options.uploadBuffer = parsed.uploadBuffer;
   return options;
 }
 

@@ -146,6 +146,30 @@ describe("staged uploads", () => {
     ]);
   });
 
+  it("holds at most uploadBuffer of blocks across its puts: an upload of a stream that does not fit waits, unread", async () => {
+    // Each upload of a stream needs (1 + 1) blocks of 64 KiB: a 128 KiB budget runs one at a time.
+    const store = await open("?blockSize=64KiB&concurrency=1&uploadBuffer=128KiB");
+    const events: string[] = [];
+    const puts = ["a", "b"].map((key) =>
+      store
+        .put(
+          key,
+          slowly(MiB, 10_000, (sent) => {
+            if (sent === 0) events.push(`${key} read`);
+          }),
+          { size: MiB },
+        )
+        .then(() => events.push(`${key} done`)),
+    );
+    await store.put("small", utf8("beside them"));
+    events.push("small done");
+    await Promise.all(puts);
+    expect(events.filter((e) => e !== "small done")).toEqual(["a read", "a done", "b read", "b done"]);
+    // A body in memory needs no block buffers: it does not wait behind them.
+    expect(events.indexOf("small done")).toBeLessThan(events.indexOf("b read"));
+    expect((await store.head("b"))?.size).toBe(MiB);
+  });
+
   it("commits nothing when the body fails after some blocks, keeping the previous version", async () => {
     const store = await open("?blockSize=64KiB&concurrency=2");
     await expect(store.put("k", failing(512 * KiB))).rejects.toThrow("the body failed on purpose");

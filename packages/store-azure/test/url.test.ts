@@ -29,7 +29,9 @@ describe("parseAzureUrl", () => {
       display: "azure://data/a/b c/%C3%A9%2Fx/",
     });
     expect(
-      parseAzureUrl("azure://my-data-01/p?timeout=30&retries=0&concurrency=16&blockSize=4MiB"),
+      parseAzureUrl(
+        "azure://my-data-01/p?timeout=30&retries=0&concurrency=16&blockSize=4MiB&uploadBuffer=1GiB",
+      ),
     ).toMatchObject({
       container: "my-data-01",
       prefix: "p/",
@@ -37,6 +39,7 @@ describe("parseAzureUrl", () => {
       retries: 0,
       concurrency: 16,
       blockSize: 4 * 1024 * 1024,
+      uploadBuffer: 1024 * 1024 * 1024,
     });
     expect(parseAzureUrl("azure://$root/x").container).toBe("$root");
   });
@@ -75,6 +78,7 @@ describe("parseAzureUrl", () => {
     await invalid(() => parseAzureUrl("azure://data/x?timeout=abc"), "timeout=abc");
     await invalid(() => parseAzureUrl("azure://data/x?concurrency=-1"), "concurrency=-1");
     await invalid(() => parseAzureUrl("azure://data/x?blockSize=1KiB"), "blockSize=1KiB");
+    await invalid(() => parseAzureUrl("azure://data/x?uploadBuffer=1KiB"), "uploadBuffer=1KiB");
     await invalid(() => parseAzureUrl("azure://data/a./b"), 'ending in "."');
     await invalid(() => parseAzureUrl("azure://data/a//b"), "empty segment");
     await invalid(() => parseAzureUrl("azure://data/%E0%A4%A"), "percent-encoding");

@@ -17,6 +17,7 @@ import {
 import { Upload } from "@aws-sdk/lib-storage";
 import {
   AlreadyExistsError,
+  ByteBudget,
   CorruptError,
   checkListPrefix,
   compareKeys,
@@ -100,6 +101,14 @@ export interface S3StoreOptions {
    * @default 0 (streams larger than a part always go up in parts)
    */
   singlePutLimit?: number;
+  /**
+   * Bytes of part buffers the store holds at once across all of its puts. A multipart upload needs up to
+   * `(partConcurrency + 1) × partSize` (less when its size is known and smaller); one that would go over waits,
+   * its body unread, until earlier uploads finish, so that many large puts at once do not hold many buffers
+   * (with the defaults, two multipart uploads run at once). At least one upload always runs.
+   * @default 96 MiB
+   */
+  uploadBuffer?: number;
   /** Connections kept open to the service, shared by all calls. @default 64 */
   maxSockets?: number;
   /** Credentials for programs that do not use the AWS chain. Never part of the store's URL. */
@@ -126,6 +135,7 @@ type Config = Readonly<{
   partSize: number;
   partConcurrency: number;
   singlePutLimit: number;
+  uploadBuffer: number;
   probeScope: string;
 }>;
 
@@ -160,6 +170,12 @@ export function createS3Store(options: S3StoreOptions): S3Store {
       `The single PUT limit of ${url} must be a whole number of bytes up to 5 GiB.`,
     );
   }
+  const uploadBuffer = o.uploadBuffer ?? 96 * MiB;
+  if (!Number.isSafeInteger(uploadBuffer) || uploadBuffer < MiB) {
+    throw new InvalidArgumentError(
+      `The upload buffer of ${url} must be a whole number of bytes, at least 1 MiB.`,
+    );
+  }
   const config: Config = Object.freeze({
     bucket: o.bucket,
     root: prefix ? `${prefix}/` : "",
@@ -168,6 +184,7 @@ export function createS3Store(options: S3StoreOptions): S3Store {
     partSize,
     partConcurrency,
     singlePutLimit: o.singlePutLimit ?? 0,
+    uploadBuffer,
     probeScope: `${o.endpoint ?? `aws:${o.region ?? ""}`}|${o.bucket}`,
   });
   if (o.client) return new S3StoreImpl(config, o.client, undefined);
@@ -312,6 +329,8 @@ class S3StoreImpl implements S3Store {
   #closed = false;
   /** Set once any call has shown that the bucket exists (a HEAD's 404 cannot tell a missing bucket). */
   #bucketSeen = false;
+  /** The part buffers of this store's uploads, shared by its puts. */
+  readonly #uploadBuffers: ByteBudget;
 
   constructor(config: Config, client: S3Client, settings: S3ClientConfig | undefined) {
     this.#config = config;
@@ -320,6 +339,7 @@ class S3StoreImpl implements S3Store {
     this.bucket = config.bucket;
     this.root = config.root;
     this.url = config.url;
+    this.#uploadBuffers = new ByteBudget(config.uploadBuffer);
   }
 
   #check(): void {
@@ -418,7 +438,27 @@ class S3StoreImpl implements S3Store {
     }
     const single =
       options.size !== undefined && options.size > 0 && options.size <= this.#config.singlePutLimit;
-    return this.#upload(key, params, body, options.size, createOnly, single);
+    // A body in memory is the caller's, and a streamed PUT buffers nothing; other streams are read into parts.
+    if (single || body instanceof Uint8Array) {
+      return this.#upload(key, params, body, options.size, createOnly, single);
+    }
+    const giveBack = await this.#uploadBuffers.take(this.#buffersOf(options.size));
+    try {
+      return await this.#upload(key, params, body, options.size, createOnly, false);
+    } finally {
+      giveBack();
+    }
+  }
+
+  /** The part size of an upload of `size` bytes: the configured one, raised when 10,000 parts would not do. */
+  #partSizeOf(size: number | undefined): number {
+    return Math.max(this.#config.partSize, size !== undefined ? Math.ceil(size / 10_000) : 0);
+  }
+
+  /** The most an upload of a stream of `size` bytes holds in part buffers: the parts in flight and the next. */
+  #buffersOf(size: number | undefined): number {
+    const most = (this.#config.partConcurrency + 1) * this.#partSizeOf(size);
+    return size === undefined ? most : Math.min(size, most);
   }
 
   #sizeMismatch(key: string, actual: number, expected: number): InvalidArgumentError {
@@ -526,7 +566,7 @@ class S3StoreImpl implements S3Store {
         throw this.#putError(error, key, createOnly);
       }
     }
-    const partSize = Math.max(this.#config.partSize, size !== undefined ? Math.ceil(size / 10_000) : 0);
+    const partSize = this.#partSizeOf(size);
     // lib-storage reports the first failure of its part uploaders, which may be the AbortError of one whose
     // shared body was torn down by another's failure: the first service error is the one that tells why.
     let serviceFailure: { error: unknown } | undefined;

@@ -15,6 +15,7 @@ export const URL_PARAMS = [
   "partSize",
   "partConcurrency",
   "singlePutLimit",
+  "uploadBuffer",
 ] as const;
 
 /** Parameter names that would carry credentials; refused with a pointer to the AWS credential chain. */
@@ -150,6 +151,9 @@ export function parseS3Url(url: string): S3StoreOptions {
       case "singlePutLimit":
         options.singlePutLimit = integer(name, value, 0, 5120, shown) * MiB;
         break;
+      case "uploadBuffer":
+        options.uploadBuffer = integer(name, value, 1, 1024 * 1024, shown) * MiB;
+        break;
     }
   }
   return options;
@@ -202,5 +206,6 @@ export function formatS3Url(options: S3StoreOptions): string {
   add("partSize", options.partSize === undefined ? undefined : options.partSize / MiB);
   add("partConcurrency", options.partConcurrency);
   add("singlePutLimit", options.singlePutLimit === undefined ? undefined : options.singlePutLimit / MiB);
+  add("uploadBuffer", options.uploadBuffer === undefined ? undefined : options.uploadBuffer / MiB);
   return `s3://${options.bucket}${path}${params.length ? `?${params.join("&")}` : ""}`;
 }

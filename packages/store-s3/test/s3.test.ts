@@ -63,7 +63,7 @@ describe("s3 URL", () => {
       region: "eu-west-1",
     });
     const url =
-      "s3://data/photos?region=us-east-1&endpoint=http://127.0.0.1:9000&forcePathStyle=true&createOnly=check&maxAttempts=5&connectTimeout=2.5&requestTimeout=30&partSize=16&partConcurrency=8&singlePutLimit=64";
+      "s3://data/photos?region=us-east-1&endpoint=http://127.0.0.1:9000&forcePathStyle=true&createOnly=check&maxAttempts=5&connectTimeout=2.5&requestTimeout=30&partSize=16&partConcurrency=8&singlePutLimit=64&uploadBuffer=256";
     const options = parseS3Url(url);
     expect(options).toEqual({
       bucket: "data",
@@ -78,6 +78,7 @@ describe("s3 URL", () => {
       partSize: 16 * MiB,
       partConcurrency: 8,
       singlePutLimit: 64 * MiB,
+      uploadBuffer: 256 * MiB,
     });
     expect(formatS3Url(options)).toBe(url);
     expect(parseS3Url(formatS3Url({ bucket: "b12", prefix: "ünï/a b" }))).toEqual({
@@ -314,6 +315,35 @@ describe("s3 store", () => {
     const hash = createHash("sha256");
     await expectCode(store.put("sized", generate(6 * MiB, hash), { size: 6 * MiB - 1 }), "INVALID_ARGUMENT");
     expect(await store.head("sized")).toBeUndefined();
+  });
+
+  it("holds at most uploadBuffer of parts across its puts: a multipart upload that does not fit waits, unread", async () => {
+    // Each upload needs (1 + 1) × 5 MiB of parts: a 10 MiB budget runs one at a time, small puts beside it.
+    const store = await openStore("&partSize=5&partConcurrency=1&uploadBuffer=10");
+    const events: string[] = [];
+    const hashes = [createHash("sha256"), createHash("sha256")];
+    const puts = ["a", "b"].map((key, n) =>
+      store
+        .put(
+          key,
+          generate(12 * MiB, hashes[n]!, async (i) => {
+            if (i === 0) events.push(`${key} read`);
+          }),
+          { size: 12 * MiB },
+        )
+        .then(() => events.push(`${key} done`)),
+    );
+    await store.put("small", utf8("beside them"), { size: 11 });
+    events.push("small done");
+    await Promise.all(puts);
+    expect(events.filter((e) => e !== "small done")).toEqual(["a read", "a done", "b read", "b done"]);
+    // A body in memory needs no parts: it does not wait behind them.
+    expect(events.indexOf("small done")).toBeLessThan(events.indexOf("b read"));
+    for (const [n, key] of ["a", "b"].entries()) {
+      const read = createHash("sha256").update(await readAll(store, key));
+      expect(read.digest("hex")).toBe(hashes[n]!.digest("hex"));
+    }
+    await expectCode(openStore("&uploadBuffer=0"), "INVALID_ARGUMENT");
   });
 
   it("streams a body of known size in one PUT with singlePutLimit, failing it when the body fails or lies about its size", async () => {
