@@ -9,9 +9,15 @@ describe("ByteBudget", () => {
     const budget = new ByteBudget(100);
     const a = await budget.take(60);
     const started: string[] = [];
-    const b = budget.take(50).then((give) => (started.push("b"), give));
+    const b = budget.take(50).then((give) => {
+      started.push("b");
+      return give;
+    });
     // Fits, but waits behind b: first come, first served, so a large request is never starved.
-    const c = budget.take(10).then((give) => (started.push("c"), give));
+    const c = budget.take(10).then((give) => {
+      started.push("c");
+      return give;
+    });
     await settled();
     expect(started).toEqual([]);
     expect(budget.free).toBe(40);
@@ -30,7 +36,10 @@ describe("ByteBudget", () => {
     const budget = new ByteBudget(100);
     const small = await budget.take(1);
     let big = false;
-    const giveBig = budget.take(1_000).then((give) => ((big = true), give));
+    const giveBig = budget.take(1_000).then((give) => {
+      big = true;
+      return give;
+    });
     await settled();
     expect(big).toBe(false);
     small();
