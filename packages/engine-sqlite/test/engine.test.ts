@@ -15,6 +15,32 @@ const hex = (bytes: Uint8Array | undefined) => (bytes ? Buffer.from(bytes).toStr
 
 describeEngine("sqlite", { open: () => factory.open(`sqlite://${shared}`) });
 
+/**
+ * Runs `test/fixtures/<name>` in a process of its own with the built engine module and `args`; resolves to its
+ * exit status and everything it printed.
+ */
+async function runFixture(
+  name: string,
+  ...args: string[]
+): Promise<{ status: number | null; output: string }> {
+  const script = fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+  const engineModule = new URL("../dist/index.js", import.meta.url);
+  if (!existsSync(engineModule))
+    expect.fail("dist/index.js is missing: run `pnpm --filter @cairn/engine-sqlite build` first");
+  const child = spawn(process.execPath, [script, engineModule.href, ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let output = "";
+  child.stdout.on("data", (chunk) => {
+    output += chunk;
+  });
+  child.stderr.on("data", (chunk) => {
+    output += chunk;
+  });
+  const status = await new Promise<number | null>((resolve) => child.once("close", resolve));
+  return { status, output };
+}
+
 describe("sqlite engine", () => {
   it("refuses a file that is not a SQLite database, naming it and leaving it alone", async () => {
     const file = join(await tempDir("cairn-sqlite-"), "notes.txt");
@@ -164,49 +190,20 @@ describe("sqlite engine", () => {
   });
 
   it("lets a process end normally after closing an engine whose writer thread ran", async () => {
-    const script = fileURLToPath(new URL("./fixtures/big-batch.mjs", import.meta.url));
-    const engineModule = new URL("../dist/index.js", import.meta.url);
-    if (!existsSync(engineModule))
-      expect.fail("dist/index.js is missing: run `pnpm --filter @cairn/engine-sqlite build` first");
     const file = join(await tempDir("cairn-sqlite-"), "exit.db");
-    const child = spawn(process.execPath, [script, engineModule.href, `sqlite://${file}`], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
-    child.stdout.on("data", (chunk) => {
-      output += chunk;
-    });
-    child.stderr.on("data", (chunk) => {
-      output += chunk;
-    });
-    const status = await new Promise<number | null>((resolve) => child.once("close", resolve));
     // 13 would be Node's "unsettled top-level await": the loop emptied while close() waited for the thread.
-    expect({ status, output }).toEqual({ status: 0, output: "closed\n" });
+    expect(await runFixture("big-batch.mjs", `sqlite://${file}`)).toEqual({ status: 0, output: "closed\n" });
     const engine = await factory.open(`sqlite://${file}`);
     expect((await collect(engine.scan("p"))).length).toBe(1000);
     await engine.close();
   });
 
   it("lets a process end normally after reading part of a scan through a snapshot, released or not", async () => {
-    const script = fileURLToPath(new URL("./fixtures/snapshot.mjs", import.meta.url));
-    const engineModule = new URL("../dist/index.js", import.meta.url);
-    if (!existsSync(engineModule))
-      expect.fail("dist/index.js is missing: run `pnpm --filter @cairn/engine-sqlite build` first");
     for (const mode of ["release", "forget"]) {
       const file = join(await tempDir("cairn-sqlite-"), `${mode}.db`);
-      const child = spawn(process.execPath, [script, engineModule.href, `sqlite://${file}`, mode], {
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let output = "";
-      child.stdout.on("data", (chunk) => {
-        output += chunk;
-      });
-      child.stderr.on("data", (chunk) => {
-        output += chunk;
-      });
-      const status = await new Promise<number | null>((resolve) => child.once("close", resolve));
+      const result = await runFixture("snapshot.mjs", `sqlite://${file}`, mode);
       // The first pages grow 64, 128, 256, 512 rows: the scan stops after 960, with the next page asked for.
-      expect({ mode, status, output }).toEqual({ mode, status: 0, output: "read 960\n" });
+      expect({ mode, ...result }).toEqual({ mode, status: 0, output: "read 960\n" });
     }
   });
 
