@@ -1,17 +1,9 @@
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
 import { pathToFileURL } from "node:url";
-import {
-  Cairn,
-  dumpEngine,
-  ENGINE_DUMP_SCHEMAS,
-  ENGINE_DUMP_SECTIONS,
-  loadEngine,
-  type MetadataEngine,
-} from "@cairn/core";
-import { type DumpRecord, readDump, writeDump } from "@cairn/manifest";
+import { Cairn, ENGINE_DUMP_SCHEMAS, loadEngine, type MetadataEngine } from "@cairn/core";
+import { readDump } from "@cairn/manifest";
 import { factory as folder } from "@cairn/store-fs";
-import { collect, randomName, tempDir } from "@cairn/testkit";
+import { collect, dumpToBytes, randomName, tempDir } from "@cairn/testkit";
 import { describe, expect, inject, it, onTestFinished } from "vitest";
 import { factory } from "../src/index.js";
 
@@ -23,23 +15,6 @@ async function engine(): Promise<MetadataEngine> {
   const e = await factory.open(`${database}?prefix=${randomName("d").replaceAll("-", "_")}_`);
   onTestFinished(() => e.close());
   return e;
-}
-
-async function dump(source: MetadataEngine): Promise<{ bytes: Buffer; records: DumpRecord[] }> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on("data", (c: Buffer) => chunks.push(c));
-  const writer = writeDump({
-    output: out,
-    sections: ENGINE_DUMP_SECTIONS,
-    source: { engine: source.kind },
-    tool: { name: "cairn-test", version: "0" },
-    consistency: "snapshot",
-  });
-  await dumpEngine(source, writer);
-  await writer.end();
-  const bytes = Buffer.concat(chunks);
-  return { bytes, records: await collect(readDump([bytes], { schemas: ENGINE_DUMP_SCHEMAS })) };
 }
 
 describe("dump and load of a MySQL engine", () => {
@@ -60,11 +35,11 @@ describe("dump and load of a MySQL engine", () => {
     await repo.upload("main", "uncommitted.txt", Buffer.from("staged"));
     await cairn.close();
 
-    const first = await dump(source);
+    const first = await dumpToBytes(source);
     expect(first.records.some((r) => r.type === "commit")).toBe(true);
     const target = await engine();
     await loadEngine(target, readDump([first.bytes], { schemas: ENGINE_DUMP_SCHEMAS }));
-    const second = await dump(target);
+    const second = await dumpToBytes(target);
     expect(second.records).toEqual(first.records);
 
     const restored = await new Cairn({ engine: target, openStore: (u) => folder.open(u) }).repository(

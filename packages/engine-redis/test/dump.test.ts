@@ -1,17 +1,9 @@
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
 import { pathToFileURL } from "node:url";
-import {
-  Cairn,
-  dumpEngine,
-  ENGINE_DUMP_SCHEMAS,
-  ENGINE_DUMP_SECTIONS,
-  loadEngine,
-  type MetadataEngine,
-} from "@cairn/core";
-import { type DumpRecord, readDump, writeDump } from "@cairn/manifest";
+import { Cairn, ENGINE_DUMP_SCHEMAS, loadEngine } from "@cairn/core";
+import { readDump } from "@cairn/manifest";
 import { factory as folder } from "@cairn/store-fs";
-import { collect, randomName, tempDir } from "@cairn/testkit";
+import { collect, dumpToBytes, randomName, tempDir } from "@cairn/testkit";
 import { describe, expect, inject, it } from "vitest";
 import { factory } from "../src/index.js";
 
@@ -19,24 +11,6 @@ const dir = await tempDir("cairn-redis-dump-");
 const SERVERS = { server: inject("redisUrl"), cluster: inject("redisClusterUrl") };
 const open = (on: keyof typeof SERVERS) =>
   factory.open(`${SERVERS[on]}?prefix=${encodeURIComponent(`${inject("runPrefix")}${randomName("dump")}:`)}`);
-
-/** Dumps `engine` key by key (Redis has no snapshot) and returns the bytes and the records between header and footer. */
-async function dump(engine: MetadataEngine): Promise<{ bytes: Buffer; records: DumpRecord[] }> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on("data", (c: Buffer) => chunks.push(c));
-  const writer = writeDump({
-    output: out,
-    sections: ENGINE_DUMP_SECTIONS,
-    source: { engine: engine.kind },
-    tool: { name: "cairn-test", version: "0" },
-    consistency: engine.capabilities.consistency,
-  });
-  await dumpEngine(engine, writer);
-  await writer.end();
-  const bytes = Buffer.concat(chunks);
-  return { bytes, records: await collect(readDump([bytes], { schemas: ENGINE_DUMP_SCHEMAS })) };
-}
 
 describe("dump and load of a Redis engine", () => {
   // A dump of a server loaded into a server, of a cluster into a cluster, and across: dump | load migrates.
@@ -64,10 +38,10 @@ describe("dump and load of a Redis engine", () => {
         await repo.createTag("v1", "main");
         await cairn.close();
 
-        const first = await dump(source);
+        const first = await dumpToBytes(source);
         expect(first.bytes.toString("utf8").split("\n", 1)[0]).toContain('"none"');
         await loadEngine(target, readDump([first.bytes], { schemas: ENGINE_DUMP_SCHEMAS }));
-        const second = await dump(target);
+        const second = await dumpToBytes(target);
         expect(second.records).toEqual(first.records);
 
         const loaded = new Cairn({ engine: target, openStore: (u) => folder.open(u) });

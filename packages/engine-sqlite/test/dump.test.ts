@@ -1,20 +1,16 @@
 import { join } from "node:path";
-import { PassThrough } from "node:stream";
 import { pathToFileURL } from "node:url";
 import {
   Cairn,
-  type DumpEngineOptions,
-  dumpEngine,
   ENGINE_DUMP_SCHEMAS,
-  ENGINE_DUMP_SECTIONS,
   hasCode,
   loadEngine,
   type MetadataEngine,
   type Repository,
 } from "@cairn/core";
-import { type DumpRecord, readDump, writeDump } from "@cairn/manifest";
+import { readDump } from "@cairn/manifest";
 import { factory as folder } from "@cairn/store-fs";
-import { collect, randomName, tempDir } from "@cairn/testkit";
+import { collect, dumpToBytes, randomName, tempDir } from "@cairn/testkit";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { factory } from "../src/index.js";
@@ -23,27 +19,6 @@ const dir = await tempDir("cairn-dump-");
 
 async function engineAt(name: string): Promise<MetadataEngine> {
   return factory.open(`sqlite://${join(dir, name, "meta.db")}`);
-}
-
-/** Dumps `engine` to bytes and returns them with the records (header and footer left out). */
-async function dump(
-  engine: MetadataEngine,
-  options: DumpEngineOptions = {},
-): Promise<{ bytes: Buffer; records: DumpRecord[] }> {
-  const out = new PassThrough();
-  const chunks: Buffer[] = [];
-  out.on("data", (c: Buffer) => chunks.push(c));
-  const writer = writeDump({
-    output: out,
-    sections: ENGINE_DUMP_SECTIONS,
-    source: { engine: engine.kind },
-    tool: { name: "cairn-test", version: "0" },
-    consistency: "snapshot",
-  });
-  await dumpEngine(engine, writer, options);
-  await writer.end();
-  const bytes = Buffer.concat(chunks);
-  return { bytes, records: await collect(readDump([bytes], { schemas: ENGINE_DUMP_SCHEMAS })) };
 }
 
 /** What a user sees of every repository: branches, tags, full logs, listings and uncommitted changes. */
@@ -167,9 +142,9 @@ describe("dump and load of a SQLite engine", () => {
           });
           await play(repo, ops);
           await cairn.close();
-          const first = await dump(source);
+          const first = await dumpToBytes(source);
           await loadEngine(target, readDump([first.bytes], { schemas: ENGINE_DUMP_SCHEMAS }));
-          const second = await dump(target);
+          const second = await dumpToBytes(target);
           expect(second.records).toEqual(first.records);
           expect(await view(target)).toEqual(await view(source));
         } finally {
@@ -215,7 +190,7 @@ describe("dump and load of a SQLite engine", () => {
       for (const [partition, keys] of Object.entries(others)) {
         for (const key of keys) await source.set(partition, key, Buffer.from(`${partition} ${key}`));
       }
-      const first = await dump(source);
+      const first = await dumpToBytes(source);
       const engineRecords = first.records
         .filter((r) => r.type === "engine-record")
         .map((r) => `${r.partition} ${r.key} ${Buffer.from(r.value as string, "base64").toString()}`);
@@ -225,7 +200,7 @@ describe("dump and load of a SQLite engine", () => {
       expect(first.records.filter((r) => r.type === "staged")).toHaveLength(1);
 
       await loadEngine(target, readDump([first.bytes], { schemas: ENGINE_DUMP_SCHEMAS }));
-      expect((await dump(target)).records).toEqual(first.records);
+      expect((await dumpToBytes(target)).records).toEqual(first.records);
     } finally {
       await source.close();
       await target.close();
@@ -244,9 +219,11 @@ describe("dump and load of a SQLite engine", () => {
         instanceId: "0123456789abcdef",
       };
       await engine.set("cairn", "repos/cloud", Buffer.from(JSON.stringify(record)));
-      const redacted = (await dump(engine)).records.find((r) => r.type === "repository");
+      const redacted = (await dumpToBytes(engine)).records.find((r) => r.type === "repository");
       expect(redacted?.namespace).toBe("s3://bucket/cloud?region=eu-west-1&secretKey=removed");
-      const kept = (await dump(engine, { keepSecrets: true })).records.find((r) => r.type === "repository");
+      const kept = (await dumpToBytes(engine, { keepSecrets: true })).records.find(
+        (r) => r.type === "repository",
+      );
       expect(kept?.namespace).toBe(record.namespace);
     } finally {
       await engine.close();

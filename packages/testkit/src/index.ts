@@ -1,3 +1,4 @@
+export * from "./dump.js";
 export * from "./engine-suite.js";
 export * from "./helpers.js";
 export * from "./repository-suite.js";
