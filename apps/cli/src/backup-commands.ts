@@ -28,6 +28,8 @@ interface VerifyOptions {
   readDataSubset?: string;
   snapshot?: string;
   parallel: string;
+  /** False with --no-lock. */
+  lock: boolean;
 }
 
 /** One row of `backups list` / `prune`: id, time, repository, refs and objects. */
@@ -202,6 +204,10 @@ Examples:
     )
     .option("--snapshot <id>", "check this snapshot only")
     .option("--parallel <n>", "objects read at once with --read-data", "8")
+    .option(
+      "--no-lock",
+      "write no lock file, for a location this process may only read (run no prune meanwhile)",
+    )
     .addHelpText(
       "after",
       `
@@ -209,7 +215,9 @@ Checks every snapshot's refs and inventory files against the size and SHA-256 in
 parse and every commit's metarange is in the inventory, and that every object an inventory lists is under
 objects/ with the right size (one listing, no request per object). --read-data also re-hashes the bytes.
 Objects shared by snapshots are checked once. Each problem is one line on stdout naming the file and the
-snapshot (with --json, one JSON record each); the exit status is 8 when any problem was found.
+snapshot (with --json, one JSON record each); the exit status is 8 when any problem was found. While it
+runs it holds a lock under locks/, so that no prune deletes what it checks, and it refuses to start while a
+prune is at work.
 
 Examples:
   cairn verify file:///mnt/backup/cairn
@@ -240,6 +248,7 @@ Examples:
             ...(opts.snapshot !== undefined ? { snapshot: opts.snapshot } : {}),
             readData,
             parallel,
+            lock: opts.lock !== false,
             onProblem: print,
             onProgress: (p) =>
               status.update(

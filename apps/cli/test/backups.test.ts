@@ -65,11 +65,11 @@ function files(dir: string): string[] {
     .sort();
 }
 
-const lockFile = (dir: string, refreshedAt: Date, host = "backup-07", pid = 4242) => {
+const lockFile = (dir: string, refreshedAt: Date, host = "backup-07", pid = 4242, operation = "backup") => {
   const id = `L${refreshedAt.getTime()}`;
   const json = JSON.stringify({
     id,
-    operation: "backup",
+    operation,
     host,
     pid,
     createdAt: refreshedAt.toISOString(),
@@ -277,6 +277,24 @@ describe("cairn verify", () => {
     const r2 = await cli(["verify", url, "--snapshot", s.id]);
     expectOneLineError(r2, EXIT.CORRUPT);
     expect(r2.stdout).toContain(`file: ${s.inventory.path} of snapshot ${s.id} is missing`);
+  });
+
+  it("refuses to start during a prune (exit 7), and with --no-lock checks without writing a lock", async () => {
+    const { dir, url } = location();
+    await backupAt("docs", url, "2026-01-01T00:00:00Z");
+    const pruning = lockFile(dir, new Date(Date.now() - 60_000), "prune-host", 77, "prune");
+    const err = await cli.fails(["verify", url], EXIT.PRECONDITION_FAILED);
+    expect(err).toContain("is being pruned by host prune-host (pid 77");
+    expect(err).toContain("verify once the prune is done");
+    expect(files(dir).filter((f) => f.startsWith("locks/"))).toEqual([pruning]);
+    expect(await cli.ok(["verify", url, "--no-lock"])).toMatch(
+      /^Checked 1 snapshot and \d+ objects .*: no problems\.\n$/,
+    );
+    expect(files(dir).filter((f) => f.startsWith("locks/"))).toEqual([pruning]);
+    rmSync(join(dir, pruning));
+    await cli.ok(["verify", url]);
+    // Its own lock is gone once it is done.
+    expect(files(dir).filter((f) => f.startsWith("locks/"))).toEqual([]);
   });
 
   it("refuses an unknown snapshot (exit 4), a malformed subset (exit 3), and both read options at once (exit 2)", async () => {

@@ -11,6 +11,7 @@ import {
   backupRepository,
   Cairn,
   type Dated,
+  type GetOptions,
   INVENTORY_SCHEMAS,
   INVENTORY_SECTIONS,
   LOCK_STALE_MS,
@@ -92,7 +93,13 @@ async function verify(w: World, options: VerifyOptions = {}) {
   return { result, problems };
 }
 
-async function lock(w: World, refreshedAt: Date, host = "backup-07", pid = 4242): Promise<string> {
+async function lock(
+  w: World,
+  refreshedAt: Date,
+  host = "backup-07",
+  pid = 4242,
+  operation = "backup",
+): Promise<string> {
   const id = `L${refreshedAt.getTime()}`;
   const key = `locks/${id}.json`;
   await w.backup.put(
@@ -100,7 +107,7 @@ async function lock(w: World, refreshedAt: Date, host = "backup-07", pid = 4242)
     Buffer.from(
       JSON.stringify({
         id,
-        operation: "backup",
+        operation,
         host,
         pid,
         createdAt: refreshedAt.toISOString(),
@@ -513,6 +520,50 @@ describe("verifyBackup", () => {
     for (const bad of ["0%", "101%", "0/5", "6/5", "ten", "5", "1/0"]) {
       expect(() => parseReadDataSubset(bad), bad).toThrow(new RegExp(`"${bad.replace("/", "\\/")}"`));
     }
+  });
+
+  it("holds a lock while it checks, so that a prune refuses to start meanwhile", async () => {
+    const { w } = await twoSnapshots();
+    // A store that runs a prune when verify first reads an inventory, and waits for its outcome.
+    let pruned: Promise<unknown> | undefined;
+    const gated = new Proxy(w.backup, {
+      get(target, property) {
+        const value = Reflect.get(target, property, target);
+        if (property !== "get") return typeof value === "function" ? value.bind(target) : value;
+        return async (key: string, options?: GetOptions) => {
+          if (key.endsWith("inventory.json.gz")) {
+            pruned ??= pruneBackups(w.backup, { last: 1 }).then(
+              () => undefined,
+              (error: unknown) => error,
+            );
+            await pruned;
+          }
+          return target.get(key, options);
+        };
+      },
+    });
+    const before = await files(w.dir);
+    const result = await verifyBackup(gated);
+    expect(result.problems).toBe(0);
+    const error = (await pruned) as Error;
+    expect(error).toMatchObject({ code: "PRECONDITION_FAILED" });
+    expect(error.message).toMatch(/verify on host .* holds locks\/[^ ]+\.json/);
+    // The prune changed nothing, and the verify took its lock away.
+    expect(await files(w.dir)).toEqual(before);
+  });
+
+  it("refuses to start while a prune is at work, unless told to take no lock", async () => {
+    const { w } = await twoSnapshots();
+    const now = new Date();
+    const pruning = await lock(w, new Date(now.getTime() - 60_000), "prune-host", 77, "prune");
+    const error = await expectCode(verifyBackup(w.backup, { now: () => now }), "PRECONDITION_FAILED");
+    expect(error.message).toContain("is being pruned by host prune-host (pid 77");
+    expect(error.message).toContain("verify once the prune is done");
+    expect((await files(w.dir)).filter((f) => f.startsWith("locks/"))).toEqual([pruning]);
+    // Without a lock (a location this process may only read): it checks, and writes nothing.
+    const { result } = await verify(w, { lock: false, now: () => now });
+    expect(result.snapshots).toBe(2);
+    expect((await files(w.dir)).filter((f) => f.startsWith("locks/"))).toEqual([pruning]);
   });
 
   it("refuses a location that holds no backup", async () => {

@@ -344,10 +344,16 @@ export function lockAge(lock: Partial<BackupLock>, info: ObjectInfo, now: () => 
 }
 
 /**
- * Refuses to back up while a prune works on the location: it could delete objects this backup finds present
- * and does not copy. (Prune, in turn, refuses while any backup holds a lock.)
+ * Refuses to work while a prune works on the location: it could delete objects a backup finds present and does
+ * not copy, or that a verify is about to check. (Prune, in turn, refuses while any other process holds a lock.)
+ * `what` names the work for the message.
  */
-async function refuseDuringPrune(store: ObjectStore, ownId: string, now: () => Date): Promise<void> {
+export async function refuseDuringPrune(
+  store: ObjectStore,
+  ownId: string,
+  now: () => Date,
+  what: "back up" | "verify" = "back up",
+): Promise<void> {
   for await (const info of store.list(LOCKS_PREFIX)) {
     if (info.key === `${LOCKS_PREFIX}${ownId}.json`) continue;
     const lock = await readLock(store, info);
@@ -355,7 +361,7 @@ async function refuseDuringPrune(store: ObjectStore, ownId: string, now: () => D
     const age = lockAge(lock, info, now);
     if (!Number.isNaN(age) && age >= LOCK_STALE_MS) continue;
     throw new PreconditionFailedError(
-      `${where(store)} is being pruned by host ${lock.host ?? "?"} (pid ${lock.pid ?? "?"}, ${info.key}); back up once the prune is done.`,
+      `${where(store)} is being pruned by host ${lock.host ?? "?"} (pid ${lock.pid ?? "?"}, ${info.key}); ${what} once the prune is done.`,
     );
   }
 }

@@ -104,8 +104,11 @@ export const INVENTORY_SCHEMAS = {
 /** `locks/<id>.json`: a process at work on the location. */
 export interface BackupLock {
   id: string;
-  /** What holds it: a backup may run beside another backup, but never beside a prune. */
-  operation: "backup" | "prune";
+  /**
+   * What holds it: backups and verifies may run beside each other, but never beside a prune, which could delete
+   * what they read.
+   */
+  operation: "backup" | "prune" | "verify";
   host: string;
   pid: number;
   createdAt: string;

@@ -10,10 +10,11 @@ import {
   hasCode,
   InvalidArgumentError,
   isCairnError,
+  PermissionDeniedError,
   PreconditionFailedError,
 } from "../errors.js";
 import type { ObjectStore } from "../store.js";
-import { holdLock, lockAge, readLock } from "./backup.js";
+import { holdLock, lockAge, readLock, refuseDuringPrune } from "./backup.js";
 import {
   LOCK_STALE_MS,
   LOCKS_PREFIX,
@@ -304,6 +305,14 @@ export interface VerifyOptions {
   onProgress?: (progress: VerifyProgress) => void;
   /** Random integer below `n`, for the `percent` subset. @default node:crypto's randomInt */
   randomInt?: (n: number) => number;
+  /**
+   * Hold a lock (`locks/<id>.json`, operation `verify`) while checking, so that no prune starts meanwhile, and
+   * refuse to start while a prune works: objects it deletes would show as missing. `false` for a location this
+   * process may only read. @default true
+   */
+  lock?: boolean;
+  /** The clock lock ages are measured with. @default () => new Date() */
+  now?: () => Date;
 }
 
 export interface VerifyProgress {
@@ -363,6 +372,30 @@ export interface VerifyResult {
  * `UNAVAILABLE` and the like from the store.
  */
 export async function verifyBackup(store: ObjectStore, options: VerifyOptions = {}): Promise<VerifyResult> {
+  await requireBackup(store);
+  if (options.lock === false) return check(store, options);
+  const now = options.now ?? (() => new Date());
+  // Our own lock first, then the others': a prune that starts now sees ours, or we see its.
+  let own: Awaited<ReturnType<typeof holdLock>>;
+  try {
+    own = await holdLock(store, "verify", now);
+  } catch (error) {
+    if (!hasCode(error, "PERMISSION_DENIED")) throw error;
+    throw new PermissionDeniedError(
+      `Cannot write a lock to ${where(store)} (${messageOf(error)}); to verify a location you may only read, do without the lock (--no-lock), and run no prune meanwhile.`,
+      { cause: error },
+    );
+  }
+  try {
+    await refuseDuringPrune(store, own.lock.id, now, "verify");
+    return await check(store, options);
+  } finally {
+    await own.release();
+  }
+}
+
+/** {@link verifyBackup} once the location is known to hold a backup, and locked if it is to be. */
+async function check(store: ObjectStore, options: VerifyOptions): Promise<VerifyResult> {
   const parallel = options.parallel ?? 8;
   const damaged = new Set<string>();
   let problems = 0;
@@ -372,7 +405,6 @@ export async function verifyBackup(store: ObjectStore, options: VerifyOptions = 
     options.onProblem?.(problem);
   };
 
-  await requireBackup(store);
   const snapshots =
     options.snapshot !== undefined
       ? [await readSnapshot(store, options.snapshot)]
