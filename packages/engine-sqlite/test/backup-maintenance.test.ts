@@ -10,6 +10,7 @@ import {
   BACKUP_MARKER,
   backupRepository,
   Cairn,
+  copyVerified,
   type Dated,
   type GetOptions,
   INVENTORY_SCHEMAS,
@@ -571,6 +572,68 @@ describe("verifyBackup", () => {
     const empty = await folder.open(pathToFileURL(join(w.root, "nothing")).href);
     const error = await expectCode(verifyBackup(empty), "NOT_FOUND");
     expect(error.message).toContain("holds no cairn backup");
+  });
+});
+
+describe("copyVerified", () => {
+  it("opens the source only once the target reads the body, so that a put waiting its turn holds nothing open", async () => {
+    const root = await tempDir("cairn-copy-");
+    const from = await folder.open(pathToFileURL(join(root, "from")).href);
+    const to = await folder.open(pathToFileURL(join(root, "to")).href);
+    const text = "the bytes of one object\n";
+    await from.put("o", Buffer.from(text));
+    const events: string[] = [];
+    let turn!: () => void;
+    const ourTurn = new Promise<void>((resolve) => {
+      turn = resolve;
+    });
+    const bound = (store: ObjectStore, property: string | symbol) => {
+      const value = Reflect.get(store, property, store);
+      return typeof value === "function" ? value.bind(store) : value;
+    };
+    const source = new Proxy(from, {
+      get: (store, property) =>
+        property !== "get"
+          ? bound(store, property)
+          : (key: string) => {
+              events.push("source opened");
+              return store.get(key);
+            },
+    });
+    // A target whose put waits before it reads, as a store bounding its upload buffers makes it.
+    const target = new Proxy(to, {
+      get: (store, property) =>
+        property !== "put"
+          ? bound(store, property)
+          : async (...args: Parameters<ObjectStore["put"]>) => {
+              events.push("put called");
+              await ourTurn;
+              events.push("put reads");
+              return store.put(...args);
+            },
+    });
+    const copying = copyVerified(
+      source,
+      "o",
+      target,
+      "o",
+      { sha256: sha(text), size: text.length },
+      "object o",
+    );
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(events).toEqual(["put called"]);
+    turn();
+    await copying;
+    expect(events).toEqual(["put called", "put reads", "source opened"]);
+    const copied = await collect((await to.get("o")).body);
+    expect(Buffer.concat(copied as Buffer[]).toString("utf8")).toBe(text);
+    // A source object that is gone fails the copy as a missing object, and the target is left without it.
+    const error = await expectCode(
+      copyVerified(from, "gone", to, "gone", { sha256: sha(""), size: 0 }, "object gone"),
+      "CORRUPT",
+    );
+    expect(error.message).toContain("object gone is missing");
+    expect(await to.head("gone")).toBeUndefined();
   });
 });
 

@@ -42,6 +42,10 @@ export function verifying(expected: { sha256: string; size: number }, where: str
 /**
  * Copies one object between stores, checking every byte against its SHA-256 on the way. `NOT_FOUND` and
  * `CORRUPT` errors name `from` as the user knows it.
+ *
+ * The source is opened when the target first reads the body, not before: a target that makes a put wait its
+ * turn (an object store bounding its upload buffers across puts) would otherwise hold the source's connection
+ * open and unread, and a source that times out idle connections would fail the copy.
  */
 export async function copyVerified(
   source: ObjectStore,
@@ -51,28 +55,28 @@ export async function copyVerified(
   expected: { sha256: string; size: number },
   what: string,
 ): Promise<void> {
-  let reader: Awaited<ReturnType<ObjectStore["get"]>>;
-  try {
-    reader = await source.get(sourceKey);
-  } catch (error) {
-    if (hasCode(error, "NOT_FOUND")) {
-      throw new CorruptError(`${what} is missing (${source.url.replace(/\/$/, "")}/${sourceKey}).`, {
-        cause: error,
-      });
+  const from = `${source.url.replace(/\/$/, "")}/${sourceKey}`;
+  async function* body(): AsyncGenerator<Uint8Array> {
+    let reader: Awaited<ReturnType<ObjectStore["get"]>>;
+    try {
+      reader = await source.get(sourceKey);
+    } catch (error) {
+      if (hasCode(error, "NOT_FOUND"))
+        throw new CorruptError(`${what} is missing (${from}).`, { cause: error });
+      throw error;
     }
-    throw error;
+    // A mismatch fails the body the target reads, which makes its put fail and leave nothing.
+    const check = verifying(expected, `${what} (${from})`);
+    reader.body.on("error", (error) => check.destroy(error));
+    reader.body.pipe(check);
+    try {
+      for await (const chunk of check) yield chunk as Uint8Array;
+    } finally {
+      reader.body.destroy();
+      check.destroy();
+    }
   }
-  const check = verifying(expected, `${what} (${source.url.replace(/\/$/, "")}/${sourceKey})`);
-  // A mismatch reaches `put` through the stream it reads, which makes the put fail and leave nothing; this
-  // listener only keeps the error from also being reported as unhandled.
-  check.on("error", () => {});
-  reader.body.on("error", (error) => check.destroy(error));
-  reader.body.pipe(check);
-  try {
-    await target.put(targetKey, check, { size: expected.size });
-  } finally {
-    reader.body.destroy();
-  }
+  await target.put(targetKey, body(), { size: expected.size });
 }
 
 /** A lower-case SHA-256 in hex: what {@link DigestSet} keeps as 32 bytes. */
