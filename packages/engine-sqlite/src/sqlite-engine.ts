@@ -342,12 +342,12 @@ class SqliteEngineImpl implements SqliteEngine {
     for await (const page of this.scanPages(partition, options)) yield* page;
   }
 
-  scanPages(partition: string, options: ScanOptions = {}): AsyncGenerator<readonly KvEntry[]> {
+  async *scanPages(partition: string, options: ScanOptions = {}): AsyncGenerator<readonly KvEntry[]> {
     const p = encodePartition(partition);
     const range = scanRange(options);
     const read = (lower: Buffer | undefined, inclusive: boolean, want: number) =>
       this.#run(() => readPage((sql, raw) => this.#cached(sql, raw), p, lower, inclusive, range.upper, want));
-    return readPages(read, range, this.#config.pageSize, false);
+    yield* readPages(read, range, this.#config.pageSize, false);
   }
 
   async writeBatch(ops: readonly WriteOp[]): Promise<void> {
@@ -434,12 +434,13 @@ class SqliteEngineImpl implements SqliteEngine {
         throw mapped(error);
       }
     };
-    const scanPages = (partition: string, options: ScanOptions = {}) => {
+    // Arguments are checked when the scan starts, as the engine's own scans do.
+    const scanPages = async function* (partition: string, options: ScanOptions = {}) {
       const p = encodePartition(partition);
       const range = scanRange(options);
       const read = (lower: Buffer | undefined, inclusive: boolean, want: number) =>
         ask(() => thread.page(p, lower, inclusive, range.upper, want));
-      return readPages(read, range, pageSize, true);
+      yield* readPages(read, range, pageSize, true);
     };
     return {
       get: async (partition, key) => {
