@@ -1,11 +1,5 @@
-import { Worker } from "node:worker_threads";
 import type { Page } from "./scan-page.js";
-
-interface Reply {
-  id: number;
-  value?: unknown;
-  error?: { message: string; code?: string };
-}
+import { ThreadClient } from "./thread-client.js";
 
 type Request =
   | {
@@ -20,62 +14,32 @@ type Request =
   | { op: "partitionAfter"; after: Uint8Array | undefined }
   | { op: "release" };
 
-/** An error the thread reported, carrying SQLite's `code`, for `mapSqliteError`. */
-const thrown = (error: { message: string; code?: string }) =>
-  Object.assign(new Error(error.message), { code: error.code });
-
 /**
  * A SQLite snapshot's reader thread (snapshot-thread.js): a connection of its own in a read transaction,
  * answering the snapshot's reads in the order they are asked. Its promises reject with the error SQLite gave,
  * carrying SQLite's `code`.
  */
 export class SnapshotThread {
-  readonly #worker: Worker;
-  readonly #pending = new Map<number, { resolve(value: unknown): void; reject(error: Error): void }>();
-  #next = 0;
-  #failure: Error | undefined;
+  readonly #thread: ThreadClient;
 
-  private constructor(worker: Worker) {
-    this.#worker = worker;
+  private constructor(thread: ThreadClient) {
+    this.#thread = thread;
   }
 
   /** Starts the thread; resolves once its read transaction holds the snapshot. */
   static async open(options: { filename: string; busyTimeout: number }): Promise<SnapshotThread> {
-    const worker = new Worker(new URL("./snapshot-thread.js", import.meta.url), { workerData: options });
-    const thread = new SnapshotThread(worker);
-    const ready = new Promise<unknown>((resolve, reject) => thread.#pending.set(-1, { resolve, reject }));
-    worker.on("message", (reply: Reply) => {
-      const waiting = thread.#pending.get(reply.id);
-      thread.#pending.delete(reply.id);
-      // Idle, the thread does not keep the process alive; while a read is in flight its reply does.
-      if (thread.#pending.size === 0) worker.unref();
-      if (reply.error) waiting?.reject(thrown(reply.error));
-      else waiting?.resolve(reply.value);
-    });
-    const fail = (error: Error) => {
-      thread.#failure ??= error;
-      for (const waiting of thread.#pending.values()) waiting.reject(error);
-      thread.#pending.clear();
-    };
-    worker.on("error", fail);
-    worker.on("exit", (code) => fail(new Error(`The SQLite snapshot thread exited (status ${code}).`)));
+    const thread = new ThreadClient(new URL("./snapshot-thread.js", import.meta.url), options, "snapshot");
     try {
-      await ready;
+      await thread.replyTo(-1);
     } catch (error) {
-      await worker.terminate();
+      await thread.terminate();
       throw error;
     }
-    return thread;
+    return new SnapshotThread(thread);
   }
 
   #ask<T>(request: Request): Promise<T> {
-    if (this.#failure) return Promise.reject(this.#failure);
-    const id = this.#next++;
-    return new Promise<T>((resolve, reject) => {
-      this.#pending.set(id, { resolve: resolve as (value: unknown) => void, reject });
-      this.#worker.ref();
-      this.#worker.postMessage({ id, ...request });
-    });
+    return this.#thread.ask<T>(request);
   }
 
   page(
@@ -98,15 +62,7 @@ export class SnapshotThread {
   }
 
   /** Ends the read transaction and the thread, once the reads asked before are answered. */
-  async release(): Promise<void> {
-    if (this.#failure) return void (await this.#worker.terminate());
-    const exited = new Promise<void>((resolve) => this.#worker.once("exit", () => resolve()));
-    try {
-      await this.#ask({ op: "release" });
-    } finally {
-      // Referenced until it exits: the caller awaits that, and an idle thread would not keep the process alive.
-      this.#worker.ref();
-      await exited;
-    }
+  release(): Promise<void> {
+    return this.#thread.end({ op: "release" });
   }
 }

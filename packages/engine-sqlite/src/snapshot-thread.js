@@ -2,9 +2,10 @@
 // The reader thread of a SQLite snapshot: its own connection, in a read transaction that fixes what it sees,
 // answering the snapshot's reads while the caller's thread works on what it read before (a dump builds the lines
 // of one page while this thread reads the next). Plain JavaScript: see batch-ops.js.
-import { parentPort, workerData } from "node:worker_threads";
+import { workerData } from "node:worker_threads";
 import Database from "better-sqlite3";
 import { readPage } from "./scan-page.js";
+import { reply, serve, statements } from "./thread-serve.js";
 
 /**
  * @typedef {{ id: number; op: "page"; partition: Uint8Array; lower?: Uint8Array; inclusive: boolean;
@@ -14,45 +15,20 @@ import { readPage } from "./scan-page.js";
  *   | { id: number; op: "release" }} Request
  */
 
-const port = /** @type {import("node:worker_threads").MessagePort} */ (parentPort);
 /** @type {{ filename: string; busyTimeout: number }} */
 const { filename, busyTimeout } = workerData;
 
-/** @param {unknown} error */
-const reported = (error) => {
-  const { message, code } = /** @type {{ message?: string; code?: string }} */ (error);
-  return { message: message ?? String(error), code };
-};
-
-/** @type {import("better-sqlite3").Database} */
-let db;
-try {
-  db = new Database(filename, { timeout: busyTimeout, fileMustExist: true });
-  db.exec("BEGIN");
+/** @type {import("better-sqlite3").Database | undefined} */
+let opened;
+// Reply -1 says whether the snapshot is held. A thread that could not take it has nothing more to do, and ends.
+const held = reply(-1, () => {
+  opened = new Database(filename, { timeout: busyTimeout, fileMustExist: true });
+  opened.exec("BEGIN");
   // The snapshot is fixed by the first read of the transaction.
-  db.prepare("SELECT count(*) FROM cairn_meta").get();
-  port.postMessage({ id: -1 });
-} catch (error) {
-  port.postMessage({ id: -1, error: reported(error) });
-  port.close();
-}
-
-/** @type {Map<string, import("better-sqlite3").Statement>} */
-const statements = new Map();
-/**
- * @param {string} sql
- * @param {boolean} raw
- */
-const statement = (sql, raw) => {
-  const key = `${raw ? "raw" : "obj"}:${sql}`;
-  let prepared = statements.get(key);
-  if (!prepared) {
-    prepared = db.prepare(sql);
-    if (raw) prepared.raw(true);
-    statements.set(key, prepared);
-  }
-  return prepared;
-};
+  opened.prepare("SELECT count(*) FROM cairn_meta").get();
+});
+const db = /** @type {import("better-sqlite3").Database} */ (opened);
+const statement = statements(db);
 
 /** @param {Request} request */
 function answer(request) {
@@ -90,15 +66,4 @@ function answer(request) {
   }
 }
 
-port.on(
-  "message",
-  /** @param {Request} request */
-  (request) => {
-    try {
-      port.postMessage({ id: request.id, value: answer(request) });
-    } catch (error) {
-      port.postMessage({ id: request.id, error: reported(error) });
-    }
-    if (request.op === "release") port.close();
-  },
-);
+if (held) serve(answer, (request) => request.op === "release");
