@@ -101,13 +101,7 @@ export async function backupRepository(
     .toISOString()
     .replace(/[-:]/g, "")
     .replace(/\.\d+Z$/, "Z")}-${randomBytes(4).toString("hex")}`;
-  const lock = await holdLock(target, "backup", now);
-  try {
-    await refuseDuringPrune(target, lock.lock.id, now);
-  } catch (error) {
-    await lock.release();
-    throw error;
-  }
+  const lock = await holdLockBesidePrune(target, "backup", now);
   const dir = await mkdtemp(join(tmpdir(), "cairn-backup-"));
   try {
     // 1. The refs, at one point in time where the engine offers one.
@@ -344,15 +338,33 @@ export function lockAge(lock: Partial<BackupLock>, info: ObjectInfo, now: () => 
 }
 
 /**
- * Refuses to work while a prune works on the location: it could delete objects a backup finds present and does
- * not copy, or that a verify is about to check. (Prune, in turn, refuses while any other process holds a lock.)
- * `what` names the work for the message.
+ * Takes a lock for work that may run beside backups and verifies but never beside a prune, which could delete
+ * objects a backup finds present and does not copy, or that a verify is about to check: our own lock first,
+ * then a look at the others', so that of a prune and this work starting at once one sees the other. Refuses
+ * (with nothing left held) while a prune works on the location; prune, in turn, refuses while any other process
+ * holds a lock.
  */
-export async function refuseDuringPrune(
+export async function holdLockBesidePrune(
+  store: ObjectStore,
+  operation: "backup" | "verify",
+  now: () => Date,
+): Promise<HeldLock> {
+  const held = await holdLock(store, operation, now);
+  try {
+    await refuseDuringPrune(store, held.lock.id, now, operation === "backup" ? "back up" : "verify");
+    return held;
+  } catch (error) {
+    await held.release();
+    throw error;
+  }
+}
+
+/** Refuses while another process's prune lock is fresh; `what` names the refused work in the message. */
+async function refuseDuringPrune(
   store: ObjectStore,
   ownId: string,
   now: () => Date,
-  what: "back up" | "verify" = "back up",
+  what: string,
 ): Promise<void> {
   for await (const info of store.list(LOCKS_PREFIX)) {
     if (info.key === `${LOCKS_PREFIX}${ownId}.json`) continue;

@@ -14,7 +14,7 @@ import {
   PreconditionFailedError,
 } from "../errors.js";
 import type { ObjectStore } from "../store.js";
-import { holdLock, lockAge, readLock, refuseDuringPrune } from "./backup.js";
+import { holdLock, holdLockBesidePrune, lockAge, readLock } from "./backup.js";
 import {
   LOCK_STALE_MS,
   LOCKS_PREFIX,
@@ -375,10 +375,9 @@ export async function verifyBackup(store: ObjectStore, options: VerifyOptions = 
   await requireBackup(store);
   if (options.lock === false) return check(store, options);
   const now = options.now ?? (() => new Date());
-  // Our own lock first, then the others': a prune that starts now sees ours, or we see its.
   let own: Awaited<ReturnType<typeof holdLock>>;
   try {
-    own = await holdLock(store, "verify", now);
+    own = await holdLockBesidePrune(store, "verify", now);
   } catch (error) {
     if (!hasCode(error, "PERMISSION_DENIED")) throw error;
     throw new PermissionDeniedError(
@@ -387,7 +386,6 @@ export async function verifyBackup(store: ObjectStore, options: VerifyOptions = 
     );
   }
   try {
-    await refuseDuringPrune(store, own.lock.id, now, "verify");
     return await check(store, options);
   } finally {
     await own.release();
