@@ -1,9 +1,8 @@
 import { spawnSync } from "node:child_process";
 import { createReadStream, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type Change, ENGINE_DUMP_SCHEMAS, type Entry, loadEngine, type Repository } from "@cairn/core";
+import { type Change, type Entry, loadEngine, type Repository } from "@cairn/core";
 import { factory as sqlite } from "@cairn/engine-sqlite";
-import { readDump } from "@cairn/manifest";
 import pLimit from "p-limit";
 import { BACKUP_CASES } from "./backup-cases.js";
 import {
@@ -80,10 +79,7 @@ function sqliteLoadCase(set: EngineSet): Case {
     mkdirSync(dir, { recursive: true });
     const engine = await sqlite.open(`sqlite://${join(dir, "meta.db")}`);
     const t0 = performance.now();
-    const result = await loadEngine(
-      engine,
-      readDump(createReadStream(dumpFile(set)), { schemas: ENGINE_DUMP_SCHEMAS }),
-    );
+    const result = await loadEngine(engine, { bytes: createReadStream(dumpFile(set)) });
     const ms = performance.now() - t0;
     await engine.close();
     rmSync(dir, { recursive: true, force: true });

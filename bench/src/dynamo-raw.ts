@@ -15,10 +15,9 @@ import {
   ScanCommand,
   type WriteRequest,
 } from "@aws-sdk/client-dynamodb";
-import { ENGINE_DUMP_SCHEMAS, loadEngine } from "@cairn/core";
+import { loadEngine } from "@cairn/core";
 import { factory as dynamodb } from "@cairn/engine-dynamodb";
 import { factory as sqlite } from "@cairn/engine-sqlite";
-import { readDump } from "@cairn/manifest";
 import { EMULATOR_CREDENTIALS } from "@cairn/testkit/servers";
 
 const [mode, endpoint, table, file] = process.argv.slice(2);
@@ -99,10 +98,7 @@ async function load(): Promise<{ ms: number; items: number }> {
   );
   try {
     const t0 = performance.now();
-    const result = await loadEngine(
-      engine,
-      readDump(createReadStream(file!), { schemas: ENGINE_DUMP_SCHEMAS }),
-    );
+    const result = await loadEngine(engine, { bytes: createReadStream(file!) });
     const items = Object.values(result.counts).reduce((a, b) => a + b, 0);
     return { ms: performance.now() - t0, items };
   } finally {

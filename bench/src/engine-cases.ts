@@ -5,8 +5,7 @@ import { randomBytes } from "node:crypto";
 import { createReadStream, existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ENGINE_DUMP_SCHEMAS, loadEngine, type MetadataEngine } from "@cairn/core";
-import { readDump } from "@cairn/manifest";
+import { loadEngine, type MetadataEngine } from "@cairn/core";
 import { EMULATOR_CREDENTIALS, startDynalite } from "@cairn/testkit/servers";
 import type { Case } from "./cases.js";
 import {
@@ -143,10 +142,7 @@ const open = async (server: Server, tag: string): Promise<MetadataEngine> =>
 
 /** Loads the data set's dump into `engine`; returns the number of records. */
 async function load(engine: MetadataEngine, set: EngineSet): Promise<number> {
-  const result = await loadEngine(
-    engine,
-    readDump(createReadStream(dumpFile(set)), { schemas: ENGINE_DUMP_SCHEMAS }),
-  );
+  const result = await loadEngine(engine, { bytes: createReadStream(dumpFile(set)) });
   return Object.values(result.counts).reduce((a, b) => a + b, 0);
 }
 

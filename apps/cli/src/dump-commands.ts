@@ -5,13 +5,12 @@ import { finished } from "node:stream/promises";
 import {
   asCairnError,
   dumpEngine,
-  ENGINE_DUMP_SCHEMAS,
   ENGINE_DUMP_SECTIONS,
   InvalidArgumentError,
   loadEngine,
   redactUrl,
 } from "@cairn/core";
-import { type EncryptionAlgorithm, isGzipPath, readDump, writeDump } from "@cairn/manifest";
+import { type EncryptionAlgorithm, isGzipPath, writeDump } from "@cairn/manifest";
 import { type Command, Option } from "commander";
 import { plural } from "./format.js";
 import { openInput, trackTempFile } from "./local-files.js";
@@ -155,14 +154,14 @@ Examples:
         const input = await openInput(source, "dump", app.io.stdin);
         const engine = await app.registry.openEngine(url!);
         try {
-          const reader = readDump(input, {
-            schemas: ENGINE_DUMP_SCHEMAS,
-            sections: ENGINE_DUMP_SECTIONS,
+          // Read and checked on a thread of its own while this one writes.
+          const dump = {
+            bytes: input,
             label: source === "-" ? "standard input" : source,
             ...(privateKeyPem ? { decrypt: { privateKeyPem, ...(passphrase ? { passphrase } : {}) } } : {}),
-          });
+          };
           const counter = await startCounter(ctx.out, "loading");
-          const result = await loadEngine(engine, reader, {
+          const result = await loadEngine(engine, dump, {
             ...(opts.repo !== undefined ? { repository: opts.repo } : {}),
             onRecord: (n) => counter.update(n),
           }).finally(() => counter.stop());

@@ -15,6 +15,7 @@ export * from "./engine-checks.js";
 export * from "./errors.js";
 export { flattenPages, paginate } from "./iterate.js";
 export * from "./lease.js";
+export * from "./load.js";
 export * from "./model.js";
 export * from "./names.js";
 export type { RestoreResult } from "./refs-restore.js";

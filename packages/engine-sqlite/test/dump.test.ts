@@ -143,7 +143,13 @@ describe("dump and load of a SQLite engine", () => {
           await play(repo, ops);
           await cairn.close();
           const first = await dumpToBytes(source);
-          await loadEngine(target, readDump([first.bytes], { schemas: ENGINE_DUMP_SCHEMAS }));
+          // Half the runs read the dump here, half on a reader thread.
+          await loadEngine(
+            target,
+            ops.length % 2 === 0
+              ? readDump([first.bytes], { schemas: ENGINE_DUMP_SCHEMAS })
+              : { bytes: [first.bytes] },
+          );
           const second = await dumpToBytes(target);
           expect(second.records).toEqual(first.records);
           expect(await view(target)).toEqual(await view(source));
@@ -227,6 +233,116 @@ describe("dump and load of a SQLite engine", () => {
       expect(kept?.namespace).toBe(record.namespace);
     } finally {
       await engine.close();
+    }
+  });
+});
+
+describe("loading a dump's bytes on a reader thread", () => {
+  /** An engine with two repositories, committed and staged, and its dump. */
+  async function dumped(): Promise<{ source: MetadataEngine; bytes: Buffer }> {
+    const source = await engineAt(randomName("thread"));
+    const cairn = new Cairn({ engine: source, openStore: (u) => folder.open(u) });
+    for (const name of ["one", "two"]) {
+      const repo = await cairn.createRepository({
+        name,
+        namespace: pathToFileURL(join(dir, randomName("ns"))).href,
+      });
+      for (let i = 0; i < 3000; i++) await source.set("scratch", `k${i}`, Buffer.from("x"));
+      await repo.upload("main", "a.txt", Buffer.from(name));
+      await repo.commit("main", { message: "first" });
+      await repo.upload("main", "b.txt", Buffer.from(name));
+    }
+    await cairn.close();
+    return { source, bytes: (await dumpToBytes(source)).bytes };
+  }
+
+  it("loads what a load on this thread loads, leaving the caller's buffers as they were", async () => {
+    const { source, bytes } = await dumped();
+    const copy = Buffer.from(bytes);
+    const here = await engineAt(randomName("here"));
+    const there = await engineAt(randomName("there"));
+    try {
+      const a = await loadEngine(here, readDump([bytes], { schemas: ENGINE_DUMP_SCHEMAS }));
+      const progress: number[] = [];
+      // Chunks of every size, down to a byte, so that lines cross chunks.
+      const chunks = [bytes.subarray(0, 1), bytes.subarray(1, 1000), bytes.subarray(1000)];
+      const b = await loadEngine(there, { bytes: chunks }, { onRecord: (n) => progress.push(n) });
+      expect(b).toEqual(a);
+      expect(bytes.equals(copy)).toBe(true);
+      expect(progress.at(-1)).toBe(Object.values(b.counts).reduce((x, y) => x + y, 0));
+      expect((await dumpToBytes(there)).records).toEqual((await dumpToBytes(source)).records);
+    } finally {
+      await Promise.all([source.close(), here.close(), there.close()]);
+    }
+  });
+
+  it("removes what it wrote when the engine fails part-way", async () => {
+    const { source, bytes } = await dumped();
+    const target = await engineAt(randomName("failing"));
+    let batches = 0;
+    const writeBatch: MetadataEngine["writeBatch"] = async (ops) => {
+      if (++batches === 3) throw new Error("disk full");
+      return target.writeBatch(ops);
+    };
+    const failing = new Proxy(target, {
+      get: (engine, name) => {
+        if (name === "writeBatch") return writeBatch;
+        const value = Reflect.get(engine, name);
+        return typeof value === "function" ? value.bind(engine) : value;
+      },
+    });
+    try {
+      await expect(loadEngine(failing, { bytes: [bytes] })).rejects.toThrow("disk full");
+      expect(await collect(target.partitions())).toEqual([]);
+    } finally {
+      await Promise.all([source.close(), target.close()]);
+    }
+  });
+
+  it("reports an input that fails while it is read, with the target left empty", async () => {
+    const { source, bytes } = await dumped();
+    const target = await engineAt(randomName("cut"));
+    async function* cut() {
+      yield bytes.subarray(0, 100_000);
+      throw new Error("connection reset");
+    }
+    try {
+      await expect(loadEngine(target, { bytes: cut() })).rejects.toThrow("connection reset");
+      expect(await collect(target.partitions())).toEqual([]);
+    } finally {
+      await Promise.all([source.close(), target.close()]);
+    }
+  });
+
+  it("reports a bad line or a broken reference as a load on this thread does, with the target left empty", async () => {
+    const { source, bytes } = await dumped();
+    const lines = bytes.toString("utf8").split("\n");
+    const branch = lines.findIndex((l) => l.includes('"type":"branch"'));
+    const badJson = [...lines];
+    badJson[branch] = badJson[branch]!.replace('"name"', "name");
+    const badRef = [...lines];
+    badRef[branch] = badRef[branch]!.replace(/"commitId":"[0-9a-f]+"/, '"commitId":"ffff"');
+    try {
+      for (const [text, code, message] of [
+        [badJson.join("\n"), "CORRUPT", `dump, line ${branch + 1} (byte offset`],
+        [badRef.join("\n"), "CORRUPT", "points at commit ffff, which is not in the dump"],
+        [`${lines.slice(0, -2).join("\n")}\n`, "CORRUPT", "without a footer: it is truncated"],
+      ] as const) {
+        const target = await engineAt(randomName("bad"));
+        try {
+          const error = await loadEngine(target, { bytes: [Buffer.from(text)], label: "dump" }).then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          expect(hasCode(error, code)).toBe(true);
+          expect((error as Error).message).toContain(message);
+          expect(await collect(target.partitions())).toEqual([]);
+        } finally {
+          await target.close();
+        }
+      }
+    } finally {
+      await source.close();
     }
   });
 });
