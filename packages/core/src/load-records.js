@@ -43,6 +43,11 @@ export class LoadChecks {
   #only;
   /** @type {Map<string, LoadedRepository & { partition: string; commits: Set<string>; parents: Set<string>; hasDefaultBranch: boolean }>} */
   #repos = new Map();
+  /** The start of the last commit line: `{"type":"commit","repository":…,"id":`. */
+  #commitHead = { repository: "", bytes: Buffer.alloc(0) };
+  /** The start of the last staged entry's line, up to its path: `{"type":"staged","repository":…,"token":…,"path":`. */
+  #stagedHead = { repository: "", token: "", bytes: Buffer.alloc(0) };
+  #scratch = Buffer.allocUnsafe(4096);
 
   /** @param {{ repository?: string | undefined }} options only this repository of the dump, and no engine records */
   constructor(options) {
@@ -51,10 +56,16 @@ export class LoadChecks {
 
   /**
    * Checks `record` against those before it and hands its write, if it makes one, to `put`.
+   *
+   * With `line`, the record's line as read, the value of a commit or staged entry whose line is exactly as
+   * `dumpEngine` writes it is a view of the line rather than the record serialized again: most of a load's records,
+   * and the cost of serializing them is most of a load's after parsing. One byte of the line is overwritten to do
+   * so: give a line no one else reads.
    * @param {{ type: string; [field: string]: unknown }} record
    * @param {PutFn} put
+   * @param {Buffer} [line]
    */
-  record(record, put) {
+  record(record, put, line) {
     this.count++;
     this.counts[record.type] = (this.counts[record.type] ?? 0) + 1;
     switch (record.type) {
@@ -79,14 +90,22 @@ export class LoadChecks {
       case "commit": {
         const r = this.#repoOf(record);
         if (!r) return;
-        const { type: _t, repository: _r, id, ...commit } = record;
-        const parents = /** @type {unknown[]} */ (commit.parents);
+        const id = /** @type {string} */ (record.id);
+        const parents = /** @type {unknown[]} */ (record.parents);
         for (const p of parents) {
           if (typeof p !== "string") this.#bad(record, "parents must be commit ids");
           r.parents.add(p);
         }
-        r.commits.add(/** @type {string} */ (id));
-        put(r.partition, `commit/${id}`, JSON.stringify(commit));
+        r.commits.add(id);
+        const rest = line === undefined ? -1 : this.#commitRest(record, line);
+        if (rest > 0) {
+          // `,` before the commit's own fields becomes the `{` of the stored object.
+          /** @type {Buffer} */ (line)[rest - 1] = 0x7b;
+          put(r.partition, `commit/${id}`, /** @type {Buffer} */ (line).subarray(rest - 1));
+        } else {
+          const { type: _t, repository: _r, id: _i, ...commit } = record;
+          put(r.partition, `commit/${id}`, JSON.stringify(commit));
+        }
         return;
       }
       case "branch":
@@ -108,11 +127,13 @@ export class LoadChecks {
         const r = this.#repoOf(record);
         if (!r) return;
         const { token, path, entry } = record;
-        put(
-          r.partition,
-          `staged/${String(token)}/${String(path)}`,
-          JSON.stringify(entry ? { entry } : { deleted: true, path }),
-        );
+        const key = `staged/${String(token)}/${String(path)}`;
+        const at = entry && line !== undefined ? this.#stagedEntry(record, line) : -1;
+        if (at > 0) {
+          // `,` before `"entry":` becomes the `{` of the stored object, `{"entry":{…}}`.
+          /** @type {Buffer} */ (line)[at - 1] = 0x7b;
+          put(r.partition, key, /** @type {Buffer} */ (line).subarray(at - 1));
+        } else put(r.partition, key, JSON.stringify(entry ? { entry } : { deleted: true, path }));
         return;
       }
       case "engine-record": {
@@ -165,6 +186,61 @@ export class LoadChecks {
         instanceId,
       }),
     );
+  }
+
+  /**
+   * Where a commit's own fields start in its line (after `"id":…,`), when the line starts as `dumpEngine` writes
+   * it: then they run to the line's closing brace. -1 otherwise.
+   * @param {{ [field: string]: unknown }} record
+   * @param {Buffer} line
+   */
+  #commitRest(record, line) {
+    const keys = Object.keys(record);
+    if (keys.length < 4 || line[line.length - 1] !== 0x7d) return -1;
+    const repository = /** @type {string} */ (record.repository);
+    if (this.#commitHead.repository !== repository) {
+      this.#commitHead = {
+        repository,
+        bytes: Buffer.from(`{"type":"commit","repository":${JSON.stringify(repository)},"id":`),
+      };
+    }
+    return this.#after(line, this.#commitHead.bytes, `${JSON.stringify(record.id)},`);
+  }
+
+  /**
+   * Where `"entry":` starts in a staged entry's line, when the line is `dumpEngine`'s up to there and the entry is
+   * its last field: then the entry runs to the line's closing brace. -1 otherwise.
+   * @param {{ [field: string]: unknown }} record
+   * @param {Buffer} line
+   */
+  #stagedEntry(record, line) {
+    const keys = Object.keys(record);
+    if (keys.length !== 5 || keys[4] !== "entry" || line[line.length - 1] !== 0x7d) return -1;
+    const repository = /** @type {string} */ (record.repository);
+    const token = /** @type {string} */ (record.token);
+    if (this.#stagedHead.repository !== repository || this.#stagedHead.token !== token) {
+      const text = `{"type":"staged","repository":${JSON.stringify(repository)},"token":${JSON.stringify(token)},"path":`;
+      this.#stagedHead = { repository, token, bytes: Buffer.from(text) };
+    }
+    const after = this.#after(line, this.#stagedHead.bytes, `${JSON.stringify(record.path)},"entry":`);
+    return after < 0 ? -1 : after - '"entry":'.length;
+  }
+
+  /**
+   * Where `line` goes on after `head` and then `tail` (as UTF-8), or -1 when it does not start with them or ends
+   * there.
+   * @param {Buffer} line
+   * @param {Buffer} head
+   * @param {string} tail
+   */
+  #after(line, head, tail) {
+    if (line.length <= head.length || line.compare(head, 0, head.length, 0, head.length) !== 0) return -1;
+    // At most 3 bytes a UTF-16 unit: a tail that might not fit is not compared.
+    if (3 * tail.length > this.#scratch.length) return -1;
+    const n = this.#scratch.write(tail, 0, "utf8");
+    const at = head.length;
+    if (line.length <= at + n || line.compare(this.#scratch, 0, n, at, at + n) !== 0) return -1;
+    return at + n;
   }
 
   /** @param {{ type: string; [field: string]: unknown }} record */

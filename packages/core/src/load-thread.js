@@ -76,6 +76,9 @@ async function* input() {
   }
 }
 
+/** Room past the batch's byte limit for the record that crosses it; a larger one grows the buffer. */
+const BATCH_SLACK = 64 * 1024;
+
 /** Writes gathered into one buffer, posted when full. */
 class Batch {
   /** @type {Map<string, number>} */
@@ -84,7 +87,7 @@ class Batch {
   #partitions = [];
   #parts = new Uint32Array(limits.ops);
   #ends = new Uint32Array(2 * limits.ops);
-  #bytes = Buffer.allocUnsafeSlow(2 * limits.bytes);
+  #bytes = Buffer.allocUnsafeSlow(limits.bytes + BATCH_SLACK);
   #at = 0;
   #length = 0;
 
@@ -138,7 +141,7 @@ class Batch {
     this.#partitions = [];
     this.#parts = new Uint32Array(limits.ops);
     this.#ends = new Uint32Array(2 * limits.ops);
-    this.#bytes = Buffer.allocUnsafeSlow(2 * limits.bytes);
+    this.#bytes = Buffer.allocUnsafeSlow(limits.bytes + BATCH_SLACK);
     this.#at = 0;
     this.#length = 0;
     return packed;
@@ -155,14 +158,15 @@ async function post(checks, batch) {
 }
 
 async function main() {
-  const reader = readDump(input(), read);
+  // Lines are kept so that values are spliced from them: the input's chunks are this thread's own copies.
+  const reader = readDump(input(), { ...read, lines: true });
   await reader.header();
   port.postMessage({ header: true });
   const checks = new LoadChecks({ repository });
   const batch = new Batch();
-  for await (const page of reader.pages()) {
-    for (const record of page) {
-      checks.record(record, batch.put);
+  for await (const { records, lines } of reader.linePages()) {
+    for (let i = 0; i < records.length; i++) {
+      checks.record(/** @type {import("@cairn/manifest").DumpRecord} */ (records[i]), batch.put, lines[i]);
       if (batch.full) await post(checks, batch);
     }
   }

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import {
@@ -273,6 +274,40 @@ describe("loading a dump's bytes on a reader thread", () => {
       expect((await dumpToBytes(there)).records).toEqual((await dumpToBytes(source)).records);
     } finally {
       await Promise.all([source.close(), here.close(), there.close()]);
+    }
+  });
+
+  it("stores the same values from lines written otherwise: fields reordered, spaced, or unknown ones added", async () => {
+    const { source, bytes } = await dumped();
+    const lines = bytes.toString("utf8").split("\n");
+    const records = lines.slice(1, -2);
+    const rewritten = records.map((line, i) => {
+      const record = JSON.parse(line) as Record<string, unknown>;
+      if (record.type !== "staged" && record.type !== "commit") return line;
+      switch (i % 3) {
+        case 0: // the same fields, last first
+          return JSON.stringify(Object.fromEntries(Object.entries(record).reverse()));
+        case 1: // spaces between fields
+          return JSON.stringify(record, null, 1).replaceAll("\n", "");
+        default: // a field this version does not know, which a staged entry does not keep
+          return JSON.stringify({ ...record, later: 1 });
+      }
+    });
+    const digest = createHash("sha256");
+    for (const line of rewritten) digest.update(`${line}\n`);
+    const footer = { ...JSON.parse(lines.at(-2)!), sha256: digest.digest("hex") };
+    const edited = [lines[0], ...rewritten, JSON.stringify(footer), ""].join("\n");
+    const target = await engineAt(randomName("rewritten"));
+    try {
+      await loadEngine(target, { bytes: [Buffer.from(edited)] });
+      const expected = (await dumpToBytes(source)).records.map((r) =>
+        r.type === "commit" && records.findIndex((l) => l.includes(`"id":"${r.id}"`)) % 3 === 2
+          ? { ...r, later: 1 }
+          : r,
+      );
+      expect((await dumpToBytes(target)).records).toEqual(expected);
+    } finally {
+      await Promise.all([source.close(), target.close()]);
     }
   });
 

@@ -17,6 +17,15 @@ export interface ReadDumpOptions {
   readonly label?: string;
   /** Longest line accepted, in bytes; a longer one is refused as `CORRUPT`. @default 67108864 (64 MiB) */
   readonly maxLineBytes?: number;
+  /** Keep each record's line, for {@link DumpReader.linePages}. @default false */
+  readonly lines?: boolean;
+}
+
+/** The records of one chunk of input with their lines (see {@link DumpReader.linePages}). */
+export interface DumpLinePage {
+  readonly records: readonly DumpRecord[];
+  /** `lines[i]` is the line of `records[i]` as read: its UTF-8 bytes, without the newline. */
+  readonly lines: readonly Buffer[];
 }
 
 /**
@@ -33,11 +42,23 @@ export interface DumpReader extends AsyncIterable<DumpRecord> {
    * pages, once; the same checks apply.
    */
   pages(): AsyncIterable<readonly DumpRecord[]>;
+  /**
+   * The pages with each record's line as read, for a reader that stores records as they came rather than
+   * serializing them again; needs the `lines` option. The lines are views of the input's chunks (after
+   * decryption and gunzip), which this reader does not use again once a page is handed over.
+   */
+  linePages(): AsyncIterable<DumpLinePage>;
   /** The footer, once iteration has completed without error; `undefined` before. */
   readonly footer: DumpFooter | undefined;
 }
 
 const GZIP_MAGIC = Buffer.from([0x1f, 0x8b]);
+
+/** The records of one chunk of input, and their lines when the reader keeps them. */
+interface Page {
+  records: DumpRecord[];
+  lines: Buffer[] | undefined;
+}
 
 const isPlainObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value);
@@ -102,7 +123,7 @@ async function* plainBytes(
 class Reader implements DumpReader {
   footer: DumpFooter | undefined;
   readonly #options: ReadDumpOptions;
-  readonly #pages: AsyncGenerator<DumpRecord[]>;
+  readonly #pages: AsyncGenerator<Page>;
   #header: Promise<DumpHeader> | undefined;
   #resolveHeader!: (header: DumpHeader) => void;
   #iterated = false;
@@ -126,18 +147,29 @@ class Reader implements DumpReader {
     return this.#header;
   }
 
-  #first: Promise<IteratorResult<DumpRecord[]>> | undefined;
+  #first: Promise<IteratorResult<Page>> | undefined;
 
   async *pages(): AsyncGenerator<readonly DumpRecord[]> {
+    for await (const page of this.#iterate()) yield page.records;
+  }
+
+  linePages(): AsyncIterable<DumpLinePage> {
+    if (this.#options.lines !== true) {
+      throw new ManifestError("INVALID_OPTIONS", "linePages() needs the reader's `lines` option.");
+    }
+    return this.#iterate() as AsyncIterable<DumpLinePage>;
+  }
+
+  async *#iterate(): AsyncGenerator<Page> {
     if (this.#iterated) throw new ManifestError("INVALID_OPTIONS", "A dump can be iterated only once.");
     this.#iterated = true;
     try {
       await this.header();
       const first = await this.#first!;
       if (first.done) return;
-      if (first.value.length > 0) yield first.value;
+      if (first.value.records.length > 0) yield first.value;
       for await (const page of { [Symbol.asyncIterator]: () => this.#pages }) {
-        if (page.length > 0) yield page;
+        if (page.records.length > 0) yield page;
       }
     } finally {
       // Stopping early closes the input.
@@ -150,8 +182,9 @@ class Reader implements DumpReader {
   }
 
   /** The records of each chunk of input; the header goes to `#resolveHeader`, the footer is checked at the end. */
-  async *#parse(bytes: AsyncIterable<Buffer>): AsyncGenerator<DumpRecord[]> {
+  async *#parse(bytes: AsyncIterable<Buffer>): AsyncGenerator<Page> {
     const options = this.#options;
+    const keepLines = options.lines === true;
     const maxLine = options.maxLineBytes ?? 64 * 1024 * 1024;
     const prefix = options.label === undefined ? "" : `${options.label}, `;
     const hash = createHash("sha256");
@@ -269,8 +302,17 @@ class Reader implements DumpReader {
       );
     };
 
+    /** Reads one line; a record goes on `page`, with its line when those are kept. */
+    const add = (page: Page, line: Buffer, at: number, terminated: boolean) => {
+      const item = handle(line, at, terminated);
+      if (item === undefined) return;
+      page.records.push(item);
+      page.lines?.push(terminated ? line.subarray(0, line.length - 1) : line);
+    };
+    const newPage = (): Page => ({ records: [], lines: keepLines ? [] : undefined });
+
     for await (const chunk of bytes) {
-      const page: DumpRecord[] = [];
+      const page = newPage();
       let start = 0;
       let nl = chunk.indexOf(10);
       if (carry.length > 0 && nl !== -1) {
@@ -279,14 +321,12 @@ class Reader implements DumpReader {
         const line = Buffer.concat(carry);
         carry = [];
         carryBytes = 0;
-        const item = handle(line, at, true);
-        if (item !== undefined) page.push(item);
+        add(page, line, at, true);
         start = nl + 1;
         nl = chunk.indexOf(10, start);
       }
       while (nl !== -1) {
-        const item = handle(chunk.subarray(start, nl + 1), base + start, true);
-        if (item !== undefined) page.push(item);
+        add(page, chunk.subarray(start, nl + 1), base + start, true);
         start = nl + 1;
         nl = chunk.indexOf(10, start);
       }
@@ -300,8 +340,9 @@ class Reader implements DumpReader {
       if (header !== undefined) yield page;
     }
     if (carry.length > 0) {
-      const item = handle(Buffer.concat(carry), base - carryBytes, false);
-      if (item !== undefined) yield [item];
+      const page = newPage();
+      add(page, Buffer.concat(carry), base - carryBytes, false);
+      if (page.records.length > 0) yield page;
     }
     if (header === undefined) {
       throw new ManifestError("TRUNCATED", `${prefix}the dump is empty: it has no header line.`);

@@ -105,6 +105,30 @@ describe("round trip", () => {
     expect((await reader.header()).source.engine).toBe("sqlite");
   });
 
+  test("linePages() gives each record with its line as written, across chunks and through gzip", async () => {
+    const records = sampleRecords();
+    for (const options of [{}, { gzip: true }]) {
+      const bytes = await dump(records, options);
+      const plain = "gzip" in options ? gunzipSync(bytes) : bytes;
+      const written = plain.toString("utf8").split("\n").slice(1, -2);
+      const reader = readDump(chunked(bytes, 7), { lines: true });
+      const seen: [unknown, string][] = [];
+      for await (const page of reader.linePages()) {
+        for (const [i, r] of page.records.entries()) seen.push([r, page.lines[i]!.toString("utf8")]);
+      }
+      expect(seen.map(([r]) => r)).toEqual(records);
+      expect(seen.map(([, line]) => line)).toEqual(written);
+      expect(seen.every(([r, line]) => JSON.stringify(JSON.parse(line)) === JSON.stringify(r))).toBe(true);
+    }
+    await expectManifestError(
+      (async () => {
+        for await (const _ of readDump([await dump(records)]).linePages());
+      })(),
+      "INVALID_OPTIONS",
+      /needs the reader.s `lines` option/,
+    );
+  });
+
   test("isGzipPath", () => {
     expect(isGzipPath("dump.jsonl.gz")).toBe(true);
     expect(isGzipPath("DUMP.JSONL.GZ")).toBe(true);
