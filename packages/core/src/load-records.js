@@ -37,6 +37,13 @@ export class LoadCheckError extends Error {
 export class LoadChecks {
   /** Records seen. */
   count = 0;
+  /**
+   * Whether every write so far has a key above all earlier ones of its partition (as a dump's sections are
+   * written): then no key was written twice, and writes need not be applied in order.
+   */
+  ascending = true;
+  /** @type {Map<string, string>} the last key written in each partition */
+  #lastKey = new Map();
   /** @type {Record<string, number>} records seen per type */
   counts = {};
   /** @type {string | undefined} */
@@ -101,10 +108,10 @@ export class LoadChecks {
         if (rest > 0) {
           // `,` before the commit's own fields becomes the `{` of the stored object.
           /** @type {Buffer} */ (line)[rest - 1] = 0x7b;
-          put(r.partition, `commit/${id}`, /** @type {Buffer} */ (line).subarray(rest - 1));
+          this.#put(put, r.partition, `commit/${id}`, /** @type {Buffer} */ (line).subarray(rest - 1));
         } else {
           const { type: _t, repository: _r, id: _i, ...commit } = record;
-          put(r.partition, `commit/${id}`, JSON.stringify(commit));
+          this.#put(put, r.partition, `commit/${id}`, JSON.stringify(commit));
         }
         return;
       }
@@ -120,7 +127,7 @@ export class LoadChecks {
           );
         }
         if (type === "branch" && name === r.defaultBranch) r.hasDefaultBranch = true;
-        put(r.partition, `${type}/${String(name)}`, JSON.stringify(value));
+        this.#put(put, r.partition, `${type}/${String(name)}`, JSON.stringify(value));
         return;
       }
       case "staged": {
@@ -132,14 +139,15 @@ export class LoadChecks {
         if (at > 0) {
           // `,` before `"entry":` becomes the `{` of the stored object, `{"entry":{…}}`.
           /** @type {Buffer} */ (line)[at - 1] = 0x7b;
-          put(r.partition, key, /** @type {Buffer} */ (line).subarray(at - 1));
-        } else put(r.partition, key, JSON.stringify(entry ? { entry } : { deleted: true, path }));
+          this.#put(put, r.partition, key, /** @type {Buffer} */ (line).subarray(at - 1));
+        } else this.#put(put, r.partition, key, JSON.stringify(entry ? { entry } : { deleted: true, path }));
         return;
       }
       case "engine-record": {
         if (this.#only !== undefined) return;
         const { partition, key, value } = /** @type {Record<string, string>} */ (record);
-        put(
+        this.#put(
+          put,
           /** @type {string} */ (partition),
           /** @type {string} */ (key),
           Buffer.from(value ?? "", "base64"),
@@ -241,6 +249,22 @@ export class LoadChecks {
     const at = head.length;
     if (line.length <= at + n || line.compare(this.#scratch, 0, n, at, at + n) !== 0) return -1;
     return at + n;
+  }
+
+  /**
+   * Hands a write to `put`, noting whether keys still ascend.
+   * @param {PutFn} put
+   * @param {string} partition
+   * @param {string} key
+   * @param {string | Uint8Array} value
+   */
+  #put(put, partition, key, value) {
+    if (this.ascending) {
+      const last = this.#lastKey.get(partition);
+      if (last !== undefined && !(key > last)) this.ascending = false;
+      else this.#lastKey.set(partition, key);
+    }
+    put(partition, key, value);
   }
 
   /** @param {{ type: string; [field: string]: unknown }} record */

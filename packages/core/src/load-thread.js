@@ -28,7 +28,7 @@ import { LoadChecks } from "./load-records.js";
  * What the thread posts: the header was read; a batch, with the records read so far; the end, once the footer and
  * every reference checked out; or the error that stopped it.
  * @typedef {{ header: true }
- *   | { batch: PackedBatch; count: number }
+ *   | { batch: PackedBatch; count: number; ascending: boolean }
  *   | { done: { repositories: import("./load-records.js").LoadedRepository[]; counts: Record<string, number>; count: number } }
  *   | { error: { name: string; code: string | undefined; message: string; stack: string | undefined } }
  * } LoadThreadMessage
@@ -154,7 +154,7 @@ async function post(checks, batch) {
   const packed = batch.take();
   posted++;
   const moved = /** @type {ArrayBuffer[]} */ ([packed.bytes.buffer, packed.parts.buffer, packed.ends.buffer]);
-  port.postMessage({ batch: packed, count: checks.count }, moved);
+  port.postMessage({ batch: packed, count: checks.count, ascending: checks.ascending }, moved);
 }
 
 async function main() {

@@ -40,6 +40,8 @@ export interface DumpBytes {
  * 1.1M records: 1,000 records a batch loads in 16.1 s at 175 MB peak, 5,000 in 18.6 s at 280 MB.
  */
 const LOAD_BATCH = { ops: 1000, bytes: 1024 * 1024 };
+/** Batches written at once while keys ascend. */
+const WRITES_AT_ONCE = 2;
 /** Batches a reader thread may have ready before the loading thread takes them; and input chunks asked ahead. */
 const THREAD_AHEAD = 4;
 const THREAD_PREFETCH = 4;
@@ -56,7 +58,14 @@ const THREAD_YOUNG_MB = 6;
 /** What a load's reading side hands its writing side: the header was read; writes to make; the end. */
 type LoadEvent =
   | { kind: "header" }
-  | { kind: "ops"; ops: WriteOp[]; partitions: readonly string[]; count: number }
+  | {
+      kind: "ops";
+      ops: WriteOp[];
+      partitions: readonly string[];
+      count: number;
+      /** No key of these ops was written before: they may be written while earlier ones still are. */
+      ascending: boolean;
+    }
   | { kind: "done"; repositories: LoadedRepository[]; counts: Record<string, number>; count: number };
 
 /**
@@ -78,20 +87,23 @@ export async function loadEngine(
   let repositories: LoadedRepository[] | undefined;
   let counts: Record<string, number> = {};
   let count = 0;
-  // One batch is written while the next is read and checked; engines that talk to a server overlap the two.
-  let writing: Promise<void> = Promise.resolve();
-  const write = async (ops: WriteOp[]) => {
-    await writing;
-    writing = engine.writeBatch(ops);
-    // Settled here so that a failure is not unhandled while the next batch fills; it surfaces on the next write.
-    writing.catch(() => {});
+  // Batches are written while the next are read and checked: two at a time while keys ascend (none is written
+  // twice, so the order they are applied in does not matter), so that an engine's client prepares one while its
+  // server applies the other; one at a time otherwise.
+  const writing: Promise<void>[] = [];
+  const write = async (ops: WriteOp[], ascending: boolean) => {
+    while (writing.length >= (ascending ? WRITES_AT_ONCE : 1)) await writing.shift();
+    const written = engine.writeBatch(ops);
+    // Settled here so that a failure is not unhandled while the next batch fills; it surfaces on a later write.
+    written.catch(() => {});
+    writing.push(written);
   };
   try {
     for await (const event of events) {
       if (event.kind === "header") await checkTarget(engine, options);
       else if (event.kind === "ops") {
         for (const partition of event.partitions) written.add(partition);
-        await write(event.ops);
+        await write(event.ops, event.ascending);
         if (Math.floor(event.count / 10_000) > Math.floor(count / 10_000)) options.onRecord?.(event.count);
         count = event.count;
       } else {
@@ -99,7 +111,6 @@ export async function loadEngine(
       }
     }
     if (repositories === undefined) throw new Error("A load's reader ended without its last event.");
-    await writing;
     // Last: the records that make repositories visible.
     written.add(GLOBAL_PARTITION);
     const last: WriteOp[] = [];
@@ -115,12 +126,12 @@ export async function loadEngine(
         { partition: GLOBAL_PARTITION, key: repoKey(name), value: encodeJson(record) },
       );
     }
-    await write(last);
-    await writing;
+    await write(last, false);
+    await Promise.all(writing);
     options.onRecord?.(count);
     return { repositories: repositories.map((r) => r.name), counts };
   } catch (error) {
-    await writing.catch(() => {});
+    await Promise.allSettled(writing);
     await undo(engine, written, options.repository === undefined ? undefined : repositories);
     throw asCairnError(error);
   }
@@ -154,7 +165,13 @@ async function* checkHere(reader: DumpReader, options: LoadEngineOptions): Async
     bytes += key.length + bytesOf.length;
   };
   const take = (): LoadEvent => {
-    const event: LoadEvent = { kind: "ops", ops, partitions: [...partitions], count: checks.count };
+    const event: LoadEvent = {
+      kind: "ops",
+      ops,
+      partitions: [...partitions],
+      count: checks.count,
+      ascending: checks.ascending,
+    };
     ops = [];
     bytes = 0;
     partitions = new Set();
@@ -246,7 +263,7 @@ async function* checkOnThread(source: DumpBytes, options: LoadEngineOptions): As
       if ("header" in message) yield { kind: "header" };
       else if ("batch" in message) {
         worker.postMessage({ taken: true });
-        yield { kind: "ops", ...unpack(message.batch), count: message.count };
+        yield { kind: "ops", ...unpack(message.batch), count: message.count, ascending: message.ascending };
       } else if ("done" in message) {
         yield { kind: "done", ...message.done };
         return;
