@@ -238,6 +238,21 @@ describe("dump and load of a SQLite engine", () => {
   });
 });
 
+/** A dump with its record lines replaced by `edit`'s, and a footer that counts and digests them. */
+function withRecordLines(bytes: Buffer, edit: (records: string[]) => string[]): Buffer {
+  const lines = bytes.toString("utf8").split("\n");
+  const records = edit(lines.slice(1, -2));
+  const digest = createHash("sha256");
+  const counts: Record<string, number> = {};
+  for (const line of records) {
+    digest.update(`${line}\n`);
+    const { type } = JSON.parse(line) as { type: string };
+    counts[type] = (counts[type] ?? 0) + 1;
+  }
+  const footer = { ...JSON.parse(lines.at(-2)!), counts, sha256: digest.digest("hex") };
+  return Buffer.from([lines[0], ...records, JSON.stringify(footer), ""].join("\n"));
+}
+
 describe("loading a dump's bytes on a reader thread", () => {
   /** An engine with two repositories, committed and staged, and its dump. */
   async function dumped(): Promise<{ source: MetadataEngine; bytes: Buffer }> {
@@ -293,13 +308,10 @@ describe("loading a dump's bytes on a reader thread", () => {
           return JSON.stringify({ ...record, later: 1 });
       }
     });
-    const digest = createHash("sha256");
-    for (const line of rewritten) digest.update(`${line}\n`);
-    const footer = { ...JSON.parse(lines.at(-2)!), sha256: digest.digest("hex") };
-    const edited = [lines[0], ...rewritten, JSON.stringify(footer), ""].join("\n");
+    const edited = withRecordLines(bytes, () => rewritten);
     const target = await engineAt(randomName("rewritten"));
     try {
-      await loadEngine(target, { bytes: [Buffer.from(edited)] });
+      await loadEngine(target, { bytes: [edited] });
       const expected = (await dumpToBytes(source)).records.map((r) =>
         r.type === "commit" && records.findIndex((l) => l.includes(`"id":"${r.id}"`)) % 3 === 2
           ? { ...r, later: 1 }
@@ -308,6 +320,52 @@ describe("loading a dump's bytes on a reader thread", () => {
       expect((await dumpToBytes(target)).records).toEqual(expected);
     } finally {
       await Promise.all([source.close(), target.close()]);
+    }
+  });
+
+  it("keeps the last of two records of one key, as a load on this thread does", async () => {
+    const { source, bytes } = await dumped();
+    // 1,500 staged entries, then the first again, smaller, in a later batch: keys no longer ascend from there.
+    const edited = withRecordLines(bytes, (records) => {
+      const first = records.findIndex((l) => l.includes('"type":"staged"'));
+      const staged = JSON.parse(records[first]!) as { path: string; entry: { path: string; size: number } };
+      const many = Array.from({ length: 1500 }, (_, i) => {
+        const path = `many/${String(i).padStart(4, "0")}`;
+        return JSON.stringify({ ...staged, path, entry: { ...staged.entry, path } });
+      });
+      const again = JSON.parse(many[0]!) as typeof staged;
+      again.entry.size = 0;
+      return [...records.slice(0, first), ...many, JSON.stringify(again), ...records.slice(first)];
+    });
+    const here = await engineAt(randomName("twice-here"));
+    const there = await engineAt(randomName("twice-there"));
+    try {
+      await loadEngine(here, readDump([edited], { schemas: ENGINE_DUMP_SCHEMAS }));
+      // An engine that may apply batches out of order, as one with a pool of connections does: the batch with
+      // the first of the two records takes longest.
+      let delayed = false;
+      const writeBatch: MetadataEngine["writeBatch"] = async (ops) => {
+        if (!delayed && ops.some((op) => op.key.endsWith("/many/0000"))) {
+          delayed = true;
+          await new Promise((resolve) => setTimeout(resolve, 300));
+        }
+        return there.writeBatch(ops);
+      };
+      const unordered = new Proxy(there, {
+        get: (engine, name) => {
+          if (name === "writeBatch") return writeBatch;
+          const value = Reflect.get(engine, name);
+          return typeof value === "function" ? value.bind(engine) : value;
+        },
+      });
+      await loadEngine(unordered, { bytes: [edited] });
+      expect(delayed).toBe(true);
+      const loaded = (await dumpToBytes(there)).records;
+      expect(loaded).toEqual((await dumpToBytes(here)).records);
+      const zero = loaded.filter((r) => r.type === "staged" && (r.entry as { size: number }).size === 0);
+      expect(zero.map((r) => r.path)).toEqual(["many/0000"]);
+    } finally {
+      await Promise.all([source.close(), here.close(), there.close()]);
     }
   });
 
