@@ -238,6 +238,17 @@ describe("dump and load of a SQLite engine", () => {
   });
 });
 
+/** `engine` with its `writeBatch` replaced. */
+function withWriteBatch(engine: MetadataEngine, writeBatch: MetadataEngine["writeBatch"]): MetadataEngine {
+  return new Proxy(engine, {
+    get: (target, name) => {
+      if (name === "writeBatch") return writeBatch;
+      const value = Reflect.get(target, name);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
 /** A dump with its record lines replaced by `edit`'s, and a footer that counts and digests them. */
 function withRecordLines(bytes: Buffer, edit: (records: string[]) => string[]): Buffer {
   const lines = bytes.toString("utf8").split("\n");
@@ -351,13 +362,7 @@ describe("loading a dump's bytes on a reader thread", () => {
         }
         return there.writeBatch(ops);
       };
-      const unordered = new Proxy(there, {
-        get: (engine, name) => {
-          if (name === "writeBatch") return writeBatch;
-          const value = Reflect.get(engine, name);
-          return typeof value === "function" ? value.bind(engine) : value;
-        },
-      });
+      const unordered = withWriteBatch(there, writeBatch);
       await loadEngine(unordered, { bytes: [edited] });
       expect(delayed).toBe(true);
       const loaded = (await dumpToBytes(there)).records;
@@ -377,13 +382,7 @@ describe("loading a dump's bytes on a reader thread", () => {
       if (++batches === 3) throw new Error("disk full");
       return target.writeBatch(ops);
     };
-    const failing = new Proxy(target, {
-      get: (engine, name) => {
-        if (name === "writeBatch") return writeBatch;
-        const value = Reflect.get(engine, name);
-        return typeof value === "function" ? value.bind(engine) : value;
-      },
-    });
+    const failing = withWriteBatch(target, writeBatch);
     try {
       await expect(loadEngine(failing, { bytes: [bytes] })).rejects.toThrow("disk full");
       expect(await collect(target.partitions())).toEqual([]);
