@@ -1,6 +1,7 @@
 // @ts-check
 // Plain JavaScript, with types from JSDoc: a load's worker thread (load-thread.js) runs this module as it is, from
 // the source tree under test as from dist, and Node runs no TypeScript in a worker.
+import { DigestSet } from "./digest-set.js";
 import { partitionOf } from "./layout.js";
 
 /**
@@ -48,7 +49,10 @@ export class LoadChecks {
   counts = {};
   /** @type {string | undefined} */
   #only;
-  /** @type {Map<string, LoadedRepository & { partition: string; commits: Set<string>; parents: Set<string>; hasDefaultBranch: boolean }>} */
+  /**
+   * Each repository's commits so far, and the parents they named that were not among them then.
+   * @type {Map<string, LoadedRepository & { partition: string; commits: DigestSet; pending: DigestSet; hasDefaultBranch: boolean }>}
+   */
   #repos = new Map();
   /** The start of the last commit line: `{"type":"commit","repository":…,"id":`. */
   #commitHead = { repository: "", bytes: Buffer.alloc(0) };
@@ -88,8 +92,8 @@ export class LoadChecks {
           bare,
           instanceId: id,
           partition: partitionOf(id),
-          commits: new Set(),
-          parents: new Set(),
+          commits: new DigestSet(64),
+          pending: new DigestSet(64),
           hasDefaultBranch: false,
         });
         return;
@@ -101,7 +105,7 @@ export class LoadChecks {
         const parents = /** @type {unknown[]} */ (record.parents);
         for (const p of parents) {
           if (typeof p !== "string") this.#bad(record, "parents must be commit ids");
-          r.parents.add(p);
+          if (!r.commits.has(p)) r.pending.add(p);
         }
         r.commits.add(id);
         const rest = line === undefined ? -1 : this.#commitRest(record, line);
@@ -166,7 +170,7 @@ export class LoadChecks {
    */
   finish() {
     for (const r of this.#repos.values()) {
-      for (const p of r.parents) {
+      for (const p of r.pending.values()) {
         if (!r.commits.has(p)) {
           throw new LoadCheckError(
             "CORRUPT",

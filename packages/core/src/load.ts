@@ -46,8 +46,8 @@ const WRITES_AT_ONCE = 2;
 const THREAD_AHEAD = 4;
 const THREAD_PREFETCH = 4;
 /**
- * The reader thread's heap. What it keeps is the commit ids the references are checked against (~200 bytes a
- * commit: 1024 MB holds ~5 million). Both limits also bound how far V8 lets the heap grow past its live data between
+ * The reader thread's heap, which holds the records in flight (the commit ids that references are checked against
+ * are kept outside it: see DigestSet). Both limits also bound how far V8 lets the heap grow past its live data between
  * full collections — in proportion to the old generation's limit below 2 GB, plus the young generation's size —
  * and the young generation only ever holds a page of records in flight. Measured on 1.1M records (SQLite): peak RSS
  * 290–308 MB with V8's defaults, 203–229 MB with these, 0.5 s slower.
@@ -244,7 +244,7 @@ async function* checkOnThread(source: DumpBytes, options: LoadEngineOptions): As
     fail(
       error.code === "ERR_WORKER_OUT_OF_MEMORY"
         ? new PreconditionFailedError(
-            `Loading needs more than the ${THREAD_HEAP_MB} MB its reader thread may use for the commit ids it checks references against; load the dump one repository at a time with --repo.`,
+            `Loading needs more than the ${THREAD_HEAP_MB} MB of heap its reader thread may use (a line of the dump is too large to read).`,
             { cause: error },
           )
         : error,

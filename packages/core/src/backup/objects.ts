@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { Transform, type TransformCallback } from "node:stream";
+import { DigestSet as BaseDigestSet } from "../digest-set.js";
 import { CorruptError, hasCode, InvalidArgumentError, NotFoundError, UnsupportedError } from "../errors.js";
 import type { ObjectStore } from "../store.js";
 import {
@@ -79,21 +80,8 @@ export async function copyVerified(
   await target.put(targetKey, body(), { size: expected.size });
 }
 
-/** A lower-case SHA-256 in hex: what {@link DigestSet} keeps as 32 bytes. */
-const HEX_DIGEST = /^[0-9a-f]{64}$/;
-
-/**
- * A set of SHA-256 digests, kept as 32 bytes each in one open-addressing table (linear probing, at most half
- * full) instead of a string each: a backup of millions of objects remembers what it has seen in tens of MB.
- * Anything that is not a lower-case hex digest is kept apart as a string, so the set means what a `Set` of the
- * strings would.
- */
-export class DigestSet {
-  #table = Buffer.alloc(32 * 1024);
-  #used = new Uint8Array(1024);
-  #count = 0;
-  readonly #other = new Set<string>();
-
+/** {@link BaseDigestSet} that also reads what a backup location holds. */
+export class DigestSet extends BaseDigestSet {
   /** The digests of every object under `objects/` of a backup location. */
   static async list(store: ObjectStore): Promise<DigestSet> {
     const set = new DigestSet();
@@ -102,53 +90,6 @@ export class DigestSet {
       if (digest) set.add(digest);
     }
     return set;
-  }
-
-  get size(): number {
-    return this.#count + this.#other.size;
-  }
-
-  has(sha256: string): boolean {
-    if (!HEX_DIGEST.test(sha256)) return this.#other.has(sha256);
-    return this.#used[this.#slot(Buffer.from(sha256, "hex"))] === 1;
-  }
-
-  add(sha256: string): void {
-    if (!HEX_DIGEST.test(sha256)) {
-      this.#other.add(sha256);
-      return;
-    }
-    const digest = Buffer.from(sha256, "hex");
-    const slot = this.#slot(digest);
-    if (this.#used[slot] === 1) return;
-    digest.copy(this.#table, slot * 32);
-    this.#used[slot] = 1;
-    this.#count++;
-    if (2 * this.#count > this.#used.length) this.#grow();
-  }
-
-  /** The slot holding `digest`, or the empty slot where it would go. Digests are uniform: their first bytes hash. */
-  #slot(digest: Buffer): number {
-    const mask = this.#used.length - 1;
-    let slot = digest.readUInt32BE(0) & mask;
-    while (this.#used[slot] === 1 && this.#table.compare(digest, 0, 32, slot * 32, slot * 32 + 32) !== 0) {
-      slot = (slot + 1) & mask;
-    }
-    return slot;
-  }
-
-  #grow(): void {
-    const table = this.#table;
-    const used = this.#used;
-    this.#table = Buffer.alloc(table.length * 2);
-    this.#used = new Uint8Array(used.length * 2);
-    for (let i = 0; i < used.length; i++) {
-      if (used[i] !== 1) continue;
-      const digest = table.subarray(i * 32, i * 32 + 32);
-      const slot = this.#slot(digest);
-      digest.copy(this.#table, slot * 32);
-      this.#used[slot] = 1;
-    }
   }
 }
 
