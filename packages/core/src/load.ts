@@ -3,7 +3,7 @@ import { type DecryptOptions, type DumpReader, ManifestError, type ManifestError
 import { encodeJson, utf8 } from "./codec.js";
 import { asCairnError, ENGINE_DUMP_SCHEMAS, ENGINE_DUMP_SECTIONS } from "./dump.js";
 import { clearKeys, type MetadataEngine, type WriteOp } from "./engine.js";
-import { PreconditionFailedError } from "./errors.js";
+import { InvalidArgumentError, PreconditionFailedError } from "./errors.js";
 import { GLOBAL_PARTITION, namespaceKey, repoKey } from "./layout.js";
 import { LoadCheckError, LoadChecks, type LoadedRepository, type PutFn } from "./load-records.js";
 import type { LoadThreadData, LoadThreadMessage, PackedBatch } from "./load-thread.js";
@@ -228,8 +228,14 @@ async function* checkOnThread(source: DumpBytes, options: LoadEngineOptions): As
   const feed = async () => {
     const next = await input.next();
     if (next.done) return void worker.postMessage({ end: true });
+    const value: unknown = next.value;
+    if (!(value instanceof Uint8Array)) {
+      throw new InvalidArgumentError(
+        `A dump's bytes come as Uint8Array or Buffer chunks, not ${typeof value === "string" ? "text (a stream with an encoding set?)" : typeof value}.`,
+      );
+    }
     // A copy of its own, moved to the worker: the caller's buffer (or Node's pool) stays as it was.
-    const chunk = new Uint8Array(next.value);
+    const chunk = new Uint8Array(value);
     worker.postMessage({ chunk }, [chunk.buffer]);
   };
   worker.on("message", (message: LoadThreadMessage | { pull: true }) => {

@@ -391,6 +391,22 @@ describe("loading a dump's bytes on a reader thread", () => {
     }
   });
 
+  it("refuses chunks that are not bytes, with the target left empty", async () => {
+    const { source, bytes } = await dumped();
+    const target = await engineAt(randomName("text"));
+    try {
+      const error = await loadEngine(target, { bytes: [bytes.toString("utf8")] as unknown as Buffer[] }).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(hasCode(error, "INVALID_ARGUMENT")).toBe(true);
+      expect((error as Error).message).toContain("not text (a stream with an encoding set?)");
+      expect(await collect(target.partitions())).toEqual([]);
+    } finally {
+      await Promise.all([source.close(), target.close()]);
+    }
+  });
+
   it("reports an input that fails while it is read, with the target left empty", async () => {
     const { source, bytes } = await dumped();
     const target = await engineAt(randomName("cut"));
