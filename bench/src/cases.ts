@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { createReadStream, existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Change, type Entry, loadEngine, type Repository } from "@cairn/core";
 import { factory as sqlite } from "@cairn/engine-sqlite";
@@ -79,7 +79,7 @@ function sqliteLoadCase(set: EngineSet): Case {
     mkdirSync(dir, { recursive: true });
     const engine = await sqlite.open(`sqlite://${join(dir, "meta.db")}`);
     const t0 = performance.now();
-    const result = await loadEngine(engine, { bytes: createReadStream(dumpFile(set)) });
+    const result = await loadEngine(engine, { file: dumpFile(set) });
     const ms = performance.now() - t0;
     await engine.close();
     rmSync(dir, { recursive: true, force: true });

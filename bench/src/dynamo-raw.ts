@@ -7,7 +7,6 @@
 //     and list cases, kept out of their process so that their peak RSS is their own).
 // Prints one JSON line: { ms, items, peakRssMb }. Only the writing, scanning or loading is timed.
 
-import { createReadStream } from "node:fs";
 import {
   BatchWriteItemCommand,
   CreateTableCommand,
@@ -98,7 +97,7 @@ async function load(): Promise<{ ms: number; items: number }> {
   );
   try {
     const t0 = performance.now();
-    const result = await loadEngine(engine, { bytes: createReadStream(file!) });
+    const result = await loadEngine(engine, { file: file! });
     const items = Object.values(result.counts).reduce((a, b) => a + b, 0);
     return { ms: performance.now() - t0, items };
   } finally {

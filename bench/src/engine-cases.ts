@@ -2,7 +2,7 @@
 // next to the server's own tool or the raw API on the same data in the same run.
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createReadStream, existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadEngine, type MetadataEngine } from "@cairn/core";
@@ -142,7 +142,7 @@ const open = async (server: Server, tag: string): Promise<MetadataEngine> =>
 
 /** Loads the data set's dump into `engine`; returns the number of records. */
 async function load(engine: MetadataEngine, set: EngineSet): Promise<number> {
-  const result = await loadEngine(engine, { bytes: createReadStream(dumpFile(set)) });
+  const result = await loadEngine(engine, { file: dumpFile(set) });
   return Object.values(result.counts).reduce((a, b) => a + b, 0);
 }
 

@@ -13,7 +13,7 @@ import {
 import { type EncryptionAlgorithm, isGzipPath, writeDump } from "@cairn/manifest";
 import { type Command, Option } from "commander";
 import { plural } from "./format.js";
-import { openInput, trackTempFile } from "./local-files.js";
+import { checkReadable, trackTempFile } from "./local-files.js";
 import { type App, action, VERSION } from "./program.js";
 import { startCounter } from "./progress.js";
 
@@ -151,13 +151,13 @@ Examples:
           ? await readKey(opts.encryptRsaKey, "private key")
           : undefined;
         const passphrase = app.io.env.CAIRN_RSA_PASSPHRASE;
-        const input = await openInput(source, "dump", app.io.stdin);
+        if (source !== "-") await checkReadable(source, "dump");
+        const stdin = app.io.stdin as NodeJS.ReadableStream & AsyncIterable<Uint8Array>;
         const engine = await app.registry.openEngine(url!);
         try {
-          // Read and checked on a thread of its own while this one writes.
+          // Read (a file by that thread itself) and checked on a thread of its own while this one writes.
           const dump = {
-            bytes: input,
-            label: source === "-" ? "standard input" : source,
+            ...(source === "-" ? { bytes: stdin, label: "standard input" } : { file: source, label: source }),
             ...(privateKeyPem ? { decrypt: { privateKeyPem, ...(passphrase ? { passphrase } : {}) } } : {}),
           };
           const counter = await startCounter(ctx.out, "loading");
@@ -173,7 +173,6 @@ Examples:
             );
         } finally {
           await engine.close();
-          input.destroy?.();
         }
       }),
     );

@@ -136,6 +136,12 @@ export async function openInput(
   stdin: NodeJS.ReadableStream,
 ): Promise<AsyncIterable<Uint8Array> & { destroy?: () => void }> {
   if (file === "-") return stdin as AsyncIterable<Uint8Array>;
+  await checkReadable(file, what);
+  return createReadStream(file);
+}
+
+/** Refuses, naming it, a file this process cannot read. */
+export async function checkReadable(file: string, what: string): Promise<void> {
   try {
     await access(file, constants.R_OK);
   } catch (error) {
@@ -146,5 +152,4 @@ export async function openInput(
       },
     );
   }
-  return createReadStream(file);
 }

@@ -1,7 +1,8 @@
 // @ts-check
-// A load's reader thread: reads the dump's bytes (pulled from the loading thread), decrypts, gunzips, parses and
+// A load's reader thread: reads the dump's bytes (its file, or chunks pulled from the loading thread), decrypts, gunzips, parses and
 // checks every line and record, and hands back the writes in packed batches, so that the loading thread spends its
 // time writing to the engine. Plain JavaScript: see load-records.js.
+import { createReadStream } from "node:fs";
 import { parentPort, workerData } from "node:worker_threads";
 import { readDump } from "@cairn/manifest";
 import { LoadChecks } from "./load-records.js";
@@ -9,6 +10,7 @@ import { LoadChecks } from "./load-records.js";
 /**
  * @typedef {{
  *   read: import("@cairn/manifest").ReadDumpOptions;
+ *   file: string | undefined;
  *   repository: string | undefined;
  *   batch: { ops: number; bytes: number };
  *   ahead: number;
@@ -35,7 +37,7 @@ import { LoadChecks } from "./load-records.js";
  */
 
 const port = /** @type {import("node:worker_threads").MessagePort} */ (parentPort);
-const { read, repository, batch: limits, ahead, prefetch } = /** @type {LoadThreadData} */ (workerData);
+const { read, file, repository, batch: limits, ahead, prefetch } = /** @type {LoadThreadData} */ (workerData);
 
 // ---- Input: chunks pulled from the loading thread, `prefetch` asked for ahead of use.
 /** @type {(Uint8Array | null)[]} */
@@ -148,6 +150,23 @@ class Batch {
   }
 }
 
+/**
+ * The chunks of a dump's file; a file that cannot be read is an `InputError` naming it.
+ * @param {string} path
+ * @returns {AsyncGenerator<Buffer>}
+ */
+async function* fileInput(path) {
+  try {
+    yield* createReadStream(path, { highWaterMark: 64 * 1024 });
+  } catch (error) {
+    const code = /** @type {NodeJS.ErrnoException} */ (error).code;
+    if (typeof code !== "string" || !code.startsWith("E")) throw error;
+    const failure = new Error(`Cannot read the dump ${path} (${code}).`, { cause: error });
+    failure.name = "InputError";
+    throw failure;
+  }
+}
+
 /** @param {LoadChecks} checks @param {Batch} batch */
 async function post(checks, batch) {
   while (posted >= ahead) await nextMessage();
@@ -159,7 +178,7 @@ async function post(checks, batch) {
 
 async function main() {
   // Lines are kept so that values are spliced from them: the input's chunks are this thread's own copies.
-  const reader = readDump(input(), { ...read, lines: true });
+  const reader = readDump(file === undefined ? input() : fileInput(file), { ...read, lines: true });
   await reader.header();
   port.postMessage({ header: true });
   const checks = new LoadChecks({ repository });

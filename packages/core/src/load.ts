@@ -21,12 +21,22 @@ export interface LoadResult {
 }
 
 /**
- * The bytes of a dump, for a load that reads and checks them on a thread of its own while the calling thread
- * writes to the engine: the faster way to load a large dump.
+ * A dump's bytes or its file, for a load that reads and checks them on a thread of its own while the calling
+ * thread writes to the engine: the faster way to load a large dump. Gzip and encryption are recognised.
  */
-export interface DumpBytes {
-  /** The dump as it was written (a file's or standard input's chunks): gzip and encryption are recognised. */
-  readonly bytes: AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+export type DumpBytes = DumpInputOptions &
+  (
+    | {
+        /** The dump as it was written: standard input's chunks, say. */
+        readonly bytes: AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+      }
+    | {
+        /** The dump's file, which the reading thread reads itself. */
+        readonly file: string;
+      }
+  );
+
+export interface DumpInputOptions {
   /** Private key of an encrypted dump. */
   readonly decrypt?: DecryptOptions;
   /** Name of the input (a file name) put before the line in messages. */
@@ -190,8 +200,8 @@ async function* checkHere(reader: DumpReader, options: LoadEngineOptions): Async
 
 /**
  * The events of a load whose reading and checking run on a worker thread (load-thread.js). This thread feeds it
- * the input's chunks as it asks for them, and unpacks the batches it sends back; the worker stops when the load
- * does, whatever the reason.
+ * the input's chunks as it asks for them (a file it reads itself), and unpacks the batches it sends back; the
+ * worker stops when the load does, whatever the reason.
  */
 async function* checkOnThread(source: DumpBytes, options: LoadEngineOptions): AsyncGenerator<LoadEvent> {
   const data: LoadThreadData = {
@@ -202,6 +212,7 @@ async function* checkOnThread(source: DumpBytes, options: LoadEngineOptions): As
       ...(source.label !== undefined ? { label: source.label } : {}),
       ...(source.maxLineBytes !== undefined ? { maxLineBytes: source.maxLineBytes } : {}),
     },
+    file: "file" in source ? source.file : undefined,
     repository: options.repository,
     batch: LOAD_BATCH,
     ahead: THREAD_AHEAD,
@@ -211,7 +222,7 @@ async function* checkOnThread(source: DumpBytes, options: LoadEngineOptions): As
     workerData: data,
     resourceLimits: { maxOldGenerationSizeMb: THREAD_HEAP_MB, maxYoungGenerationSizeMb: THREAD_YOUNG_MB },
   });
-  const input = iterate(source.bytes);
+  const input = iterate("bytes" in source ? source.bytes : []);
   const messages: LoadThreadMessage[] = [];
   let failure: { error: unknown } | undefined;
   let wake: (() => void) | undefined;
@@ -315,6 +326,9 @@ function unpack(batch: PackedBatch): { ops: WriteOp[]; partitions: readonly stri
 function errorFromThread(error: { name: string; code: string | undefined; message: string; stack?: string }) {
   if (error.name === "ManifestError")
     return new ManifestError(error.code as ManifestErrorCode, error.message);
+  if (error.name === "InputError") {
+    return new InvalidArgumentError(error.message);
+  }
   if (error.name === "LoadCheckError") {
     return new LoadCheckError(error.code as "CORRUPT" | "INVALID_ARGUMENT", error.message);
   }

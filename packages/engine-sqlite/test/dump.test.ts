@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import {
@@ -386,6 +387,36 @@ describe("loading a dump's bytes on a reader thread", () => {
     try {
       await expect(loadEngine(failing, { bytes: [bytes] })).rejects.toThrow("disk full");
       expect(await collect(target.partitions())).toEqual([]);
+    } finally {
+      await Promise.all([source.close(), target.close()]);
+    }
+  });
+
+  it("reads a dump's file itself, and names a file it cannot read", async () => {
+    const { source, bytes } = await dumped();
+    const file = join(dir, `${randomName("file")}.json`);
+    await writeFile(file, bytes);
+    const target = await engineAt(randomName("file"));
+    try {
+      await loadEngine(target, { file });
+      expect((await dumpToBytes(target)).records).toEqual((await dumpToBytes(source)).records);
+      for (const [path, code] of [
+        [join(dir, "missing.json"), "ENOENT"],
+        [dir, "EISDIR"],
+      ] as const) {
+        const empty = await engineAt(randomName("unreadable"));
+        try {
+          const error = await loadEngine(empty, { file: path }).then(
+            () => undefined,
+            (e: unknown) => e,
+          );
+          expect(hasCode(error, "INVALID_ARGUMENT")).toBe(true);
+          expect((error as Error).message).toBe(`Cannot read the dump ${path} (${code}).`);
+          expect(await collect(empty.partitions())).toEqual([]);
+        } finally {
+          await empty.close();
+        }
+      }
     } finally {
       await Promise.all([source.close(), target.close()]);
     }
