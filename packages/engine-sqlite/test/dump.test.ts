@@ -461,11 +461,20 @@ describe("loading a dump's bytes on a reader thread", () => {
     badJson[branch] = badJson[branch]!.replace('"name"', "name");
     const badRef = [...lines];
     badRef[branch] = badRef[branch]!.replace(/"commitId":"[0-9a-f]+"/, '"commitId":"ffff"');
+    // A commit whose parent is not in the dump, digested anew so that only the reference is wrong: a parent that
+    // looks like a commit id and one that does not.
+    const missingParent = (parent: string) =>
+      withRecordLines(bytes, (records) =>
+        records.map((line) => line.replace(/"parents":\["[0-9a-f]{64}"\]/, `"parents":["${parent}"]`)),
+      ).toString("utf8");
+    const absent = "e".repeat(64);
     try {
       for (const [text, code, message] of [
         [badJson.join("\n"), "CORRUPT", `dump, line ${branch + 1} (byte offset`],
         [badRef.join("\n"), "CORRUPT", "points at commit ffff, which is not in the dump"],
         [`${lines.slice(0, -2).join("\n")}\n`, "CORRUPT", "without a footer: it is truncated"],
+        [missingParent(absent), "CORRUPT", `has a commit whose parent ${absent} is not in the dump`],
+        [missingParent("nope"), "CORRUPT", "has a commit whose parent nope is not in the dump"],
       ] as const) {
         const target = await engineAt(randomName("bad"));
         try {
