@@ -42,8 +42,12 @@ const { read, file, repository, batch: limits, ahead, prefetch } = /** @type {Lo
 // ---- Input: chunks pulled from the loading thread, `prefetch` asked for ahead of use.
 /** @type {(Uint8Array | null)[]} */
 const chunks = [];
-/** @type {(() => void) | undefined} */
-let wake;
+/**
+ * Who waits for the next message: the input (for a chunk) and the output (for room) can both be waiting, as a
+ * gunzip pulls input while the records it already gave wait for room.
+ * @type {(() => void)[]}
+ */
+let waiting = [];
 // ---- Output: batches posted and not yet taken by the loading thread, at most `ahead`.
 let posted = 0;
 
@@ -53,17 +57,16 @@ port.on(
   (message) => {
     if ("taken" in message) posted--;
     else chunks.push("chunk" in message ? message.chunk : null);
-    wake?.();
+    const woken = waiting;
+    waiting = [];
+    for (const wake of woken) wake();
   },
 );
 
 /** Resolves on the next message. */
 const nextMessage = () =>
   new Promise((resolve) => {
-    wake = () => {
-      wake = undefined;
-      resolve(undefined);
-    };
+    waiting.push(() => resolve(undefined));
   });
 
 /** @returns {AsyncGenerator<Uint8Array>} */

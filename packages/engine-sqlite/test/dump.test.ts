@@ -1,7 +1,8 @@
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
+import { gzipSync } from "node:zlib";
 import {
   Cairn,
   ENGINE_DUMP_SCHEMAS,
@@ -421,6 +422,41 @@ describe("loading a dump's bytes on a reader thread", () => {
       await Promise.all([source.close(), target.close()]);
     }
   });
+
+  it("loads a gzipped stream through an engine slower than the reader", async () => {
+    const { source, bytes } = await dumped();
+    const many = withRecordLines(bytes, (records) => {
+      const first = records.findIndex((l) => l.includes('"type":"staged"'));
+      const staged = JSON.parse(records[first]!) as { path: string };
+      const more = Array.from({ length: 20_000 }, (_, i) =>
+        JSON.stringify({
+          ...staged,
+          path: `many/${String(i).padStart(5, "0")}-${randomBytes(24).toString("hex")}`,
+        }),
+      );
+      return [...records.slice(0, first), ...more, ...records.slice(first)];
+    });
+    const zipped = gzipSync(many);
+    // Small chunks that arrive late, into an engine that takes its time: the reader thread waits for input (the
+    // gunzip pulls it ahead) and for room to hand over batches at once.
+    async function* trickle() {
+      for (let at = 0; at < zipped.length; at += 4096) {
+        await new Promise((resolve) => setTimeout(resolve, 2));
+        yield zipped.subarray(at, at + 4096);
+      }
+    }
+    const target = await engineAt(randomName("slow"));
+    const slow = withWriteBatch(target, async (ops) => {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      return target.writeBatch(ops);
+    });
+    try {
+      const { counts } = await loadEngine(slow, { bytes: trickle() });
+      expect(counts.staged).toBe(20_002);
+    } finally {
+      await Promise.all([source.close(), target.close()]);
+    }
+  }, 30_000);
 
   it("refuses chunks that are not bytes, with the target left empty", async () => {
     const { source, bytes } = await dumped();
