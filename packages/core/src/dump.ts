@@ -6,6 +6,7 @@ import {
   redactSecrets,
 } from "@cairn/manifest";
 import { decodeJson } from "./codec.js";
+import { commitLineStart, lineHead, stagedLineStart } from "./dump-lines.js";
 import {
   compareKeys,
   type EngineSnapshot,
@@ -173,7 +174,7 @@ async function dumpRecords(source: Reader, out: Output, options: DumpEngineOptio
     const type = prefix.slice(0, -1);
     for (const r of repos) {
       // The start of every line of this repository's section, serialized once.
-      const head = `{"type":${JSON.stringify(type)},"repository":${JSON.stringify(r.name)}`;
+      const head = lineHead(type, r.name);
       for await (const page of scanPages(source, partitionOf(r.instanceId), { prefix })) {
         let lines: string[] = [];
         for (const e of page) {
@@ -194,7 +195,7 @@ async function dumpRecords(source: Reader, out: Output, options: DumpEngineOptio
     const { key } = entry;
     const id = key.slice("commit/".length);
     return (
-      spliceLine(`${head},"id":${JSON.stringify(id)}`, entry) ?? {
+      spliceLine(`${commitLineStart(head)}${JSON.stringify(id)}`, entry) ?? {
         type: "commit",
         repository,
         id,
@@ -224,7 +225,7 @@ async function dumpRecords(source: Reader, out: Output, options: DumpEngineOptio
       const token = key.slice(rest, slash);
       const path = key.slice(slash < 0 ? rest : slash + 1);
       if (lineStart.token !== token || lineStart.head !== head) {
-        lineStart = { head, token, text: `${head},"token":${JSON.stringify(token)},"path":` };
+        lineStart = { head, token, text: stagedLineStart(head, token) };
       }
       const line = spliceLine(`${lineStart.text}${JSON.stringify(path)}`, entry, '{"entry":{');
       if (line) return line;

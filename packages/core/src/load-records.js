@@ -2,6 +2,7 @@
 // Plain JavaScript, with types from JSDoc: a load's worker thread (load-thread.js) runs this module as it is, from
 // the source tree under test as from dist, and Node runs no TypeScript in a worker.
 import { DigestSet } from "./digest-set.js";
+import { commitLineStart, lineHead, stagedLineStart } from "./dump-lines.js";
 import { partitionOf } from "./layout.js";
 
 /**
@@ -213,7 +214,7 @@ export class LoadChecks {
     if (this.#commitHead.repository !== repository) {
       this.#commitHead = {
         repository,
-        bytes: Buffer.from(`{"type":"commit","repository":${JSON.stringify(repository)},"id":`),
+        bytes: Buffer.from(commitLineStart(lineHead("commit", repository))),
       };
     }
     return this.#after(line, this.#commitHead.bytes, `${JSON.stringify(record.id)},`);
@@ -231,7 +232,7 @@ export class LoadChecks {
     const repository = /** @type {string} */ (record.repository);
     const token = /** @type {string} */ (record.token);
     if (this.#stagedHead.repository !== repository || this.#stagedHead.token !== token) {
-      const text = `{"type":"staged","repository":${JSON.stringify(repository)},"token":${JSON.stringify(token)},"path":`;
+      const text = stagedLineStart(lineHead("staged", repository), token);
       this.#stagedHead = { repository, token, bytes: Buffer.from(text) };
     }
     const after = this.#after(line, this.#stagedHead.bytes, `${JSON.stringify(record.path)},"entry":`);

@@ -1,17 +1,4 @@
-import { join } from "node:path";
-import { pathToFileURL } from "node:url";
-import { describeRepository, randomName, tempDir } from "@cairn/testkit";
 import { inject } from "vitest";
+import { describeRedisRepository } from "./repository-suite.js";
 
-// The repository behaviour suite on Redis × local folder store. Every engine URL gets its own key prefix under
-// this run's prefix, which the global teardown removes.
-const dir = await tempDir("cairn-redis-repo-");
-const base = inject("redisUrl");
-const runPrefix = inject("runPrefix");
-
-describeRepository("redis × fs", {
-  engineUrl: () => `${base}?prefix=${encodeURIComponent(`${runPrefix}${randomName("repo")}:`)}`,
-  namespaceUrl: () => pathToFileURL(join(dir, randomName("ns"))).href,
-  engineModule: new URL("../dist/index.js", import.meta.url).href,
-  storeModule: new URL("../node_modules/@cairn/store-fs/dist/index.js", import.meta.url).href,
-});
+await describeRedisRepository("redis × fs", inject("redisUrl"));

@@ -13,7 +13,7 @@ import {
 } from "@cairn/core";
 import { readDump } from "@cairn/manifest";
 import { factory as folder } from "@cairn/store-fs";
-import { collect, dumpToBytes, randomName, tempDir } from "@cairn/testkit";
+import { collect, dumpToBytes, expectCode, randomName, tempDir } from "@cairn/testkit";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { factory } from "../src/index.js";
@@ -266,6 +266,14 @@ function withRecordLines(bytes: Buffer, edit: (records: string[]) => string[]): 
   return Buffer.from([lines[0], ...records, JSON.stringify(footer), ""].join("\n"));
 }
 
+/** A dump with `lines(first)` — `first` the first staged entry, parsed — put before that entry. */
+function withStagedBefore<T extends object>(bytes: Buffer, lines: (first: T) => string[]): Buffer {
+  return withRecordLines(bytes, (records) => {
+    const first = records.findIndex((l) => l.includes('"type":"staged"'));
+    return [...records.slice(0, first), ...lines(JSON.parse(records[first]!) as T), ...records.slice(first)];
+  });
+}
+
 describe("loading a dump's bytes on a reader thread", () => {
   /** An engine with two repositories, committed and staged, and its dump. */
   async function dumped(): Promise<{ source: MetadataEngine; bytes: Buffer }> {
@@ -339,16 +347,14 @@ describe("loading a dump's bytes on a reader thread", () => {
   it("keeps the last of two records of one key, as a load on this thread does", async () => {
     const { source, bytes } = await dumped();
     // 1,500 staged entries, then the first again, smaller, in a later batch: keys no longer ascend from there.
-    const edited = withRecordLines(bytes, (records) => {
-      const first = records.findIndex((l) => l.includes('"type":"staged"'));
-      const staged = JSON.parse(records[first]!) as { path: string; entry: { path: string; size: number } };
+    const edited = withStagedBefore(bytes, (staged: { entry: { size: number } }) => {
       const many = Array.from({ length: 1500 }, (_, i) => {
         const path = `many/${String(i).padStart(4, "0")}`;
         return JSON.stringify({ ...staged, path, entry: { ...staged.entry, path } });
       });
       const again = JSON.parse(many[0]!) as typeof staged;
       again.entry.size = 0;
-      return [...records.slice(0, first), ...many, JSON.stringify(again), ...records.slice(first)];
+      return [...many, JSON.stringify(again)];
     });
     const here = await engineAt(randomName("twice-here"));
     const there = await engineAt(randomName("twice-there"));
@@ -407,12 +413,8 @@ describe("loading a dump's bytes on a reader thread", () => {
       ] as const) {
         const empty = await engineAt(randomName("unreadable"));
         try {
-          const error = await loadEngine(empty, { file: path }).then(
-            () => undefined,
-            (e: unknown) => e,
-          );
-          expect(hasCode(error, "INVALID_ARGUMENT")).toBe(true);
-          expect((error as Error).message).toBe(`Cannot read the dump ${path} (${code}).`);
+          const error = await expectCode(loadEngine(empty, { file: path }), "INVALID_ARGUMENT");
+          expect(error.message).toBe(`Cannot read the dump ${path} (${code}).`);
           expect(await collect(empty.partitions())).toEqual([]);
         } finally {
           await empty.close();
@@ -425,17 +427,14 @@ describe("loading a dump's bytes on a reader thread", () => {
 
   it("loads a gzipped stream through an engine slower than the reader", async () => {
     const { source, bytes } = await dumped();
-    const many = withRecordLines(bytes, (records) => {
-      const first = records.findIndex((l) => l.includes('"type":"staged"'));
-      const staged = JSON.parse(records[first]!) as { path: string };
-      const more = Array.from({ length: 20_000 }, (_, i) =>
+    const many = withStagedBefore(bytes, (staged) =>
+      Array.from({ length: 20_000 }, (_, i) =>
         JSON.stringify({
           ...staged,
           path: `many/${String(i).padStart(5, "0")}-${randomBytes(24).toString("hex")}`,
         }),
-      );
-      return [...records.slice(0, first), ...more, ...records.slice(first)];
-    });
+      ),
+    );
     const zipped = gzipSync(many);
     // Small chunks that arrive late, into an engine that takes its time: the reader thread waits for input (the
     // gunzip pulls it ahead) and for room to hand over batches at once.
@@ -462,12 +461,9 @@ describe("loading a dump's bytes on a reader thread", () => {
     const { source, bytes } = await dumped();
     const target = await engineAt(randomName("text"));
     try {
-      const error = await loadEngine(target, { bytes: [bytes.toString("utf8")] as unknown as Buffer[] }).then(
-        () => undefined,
-        (e: unknown) => e,
-      );
-      expect(hasCode(error, "INVALID_ARGUMENT")).toBe(true);
-      expect((error as Error).message).toContain("not text (a stream with an encoding set?)");
+      const text = [bytes.toString("utf8")] as unknown as Buffer[];
+      const error = await expectCode(loadEngine(target, { bytes: text }), "INVALID_ARGUMENT");
+      expect(error.message).toContain("not text (a stream with an encoding set?)");
       expect(await collect(target.partitions())).toEqual([]);
     } finally {
       await Promise.all([source.close(), target.close()]);
@@ -514,12 +510,11 @@ describe("loading a dump's bytes on a reader thread", () => {
       ] as const) {
         const target = await engineAt(randomName("bad"));
         try {
-          const error = await loadEngine(target, { bytes: [Buffer.from(text)], label: "dump" }).then(
-            () => undefined,
-            (e: unknown) => e,
+          const error = await expectCode(
+            loadEngine(target, { bytes: [Buffer.from(text)], label: "dump" }),
+            code,
           );
-          expect(hasCode(error, code)).toBe(true);
-          expect((error as Error).message).toContain(message);
+          expect(error.message).toContain(message);
           expect(await collect(target.partitions())).toEqual([]);
         } finally {
           await target.close();
