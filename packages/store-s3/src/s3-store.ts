@@ -1,4 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
+import { Agent as HttpAgent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
 import { pipeline, Readable, Transform } from "node:stream";
 import {
   AbortMultipartUploadCommand,
@@ -33,6 +35,7 @@ import {
   UnavailableError,
   UnsupportedError,
 } from "@cairn/core";
+import { DirectGet, type DirectOptions, type GetAnswer } from "./direct-get.js";
 import { errorCode, httpStatus, mapS3Error, type S3Action } from "./errors.js";
 import { checkKey, PROBE_FOLDER, safeStartAfter, showKey } from "./keys.js";
 import { checkEndpoint, formatS3Url } from "./url.js";
@@ -187,18 +190,27 @@ export function createS3Store(options: S3StoreOptions): S3Store {
     uploadBuffer,
     probeScope: `${o.endpoint ?? `aws:${o.region ?? ""}`}|${o.bucket}`,
   });
-  if (o.client) return new S3StoreImpl(config, o.client, undefined);
-  const settings = clientConfig(o);
-  return new S3StoreImpl(config, new S3Client(settings), settings);
+  if (o.client) return new S3StoreImpl(config, o.client, undefined, undefined);
+  // Agents made here rather than by the SDK, so that the store's direct reads share their connections.
+  const sockets = { keepAlive: true, maxSockets: o.maxSockets ?? 64 };
+  const agents = { http: new HttpAgent(sockets), https: new HttpsAgent(sockets) };
+  const settings = clientConfig(o, agents);
+  const direct: DirectOptions = {
+    bucket: o.bucket,
+    endpoint: o.endpoint,
+    agents,
+    connectTimeoutMs: settings.requestHandler.connectionTimeout,
+    socketTimeoutMs: settings.requestHandler.socketTimeout,
+  };
+  return new S3StoreImpl(config, new S3Client(settings), settings, direct);
 }
 
-function clientConfig(o: S3StoreOptions): S3ClientConfig {
+function clientConfig(o: S3StoreOptions, agents: DirectOptions["agents"]) {
   const region =
     o.region ??
     (o.endpoint !== undefined && !process.env.AWS_REGION && !process.env.AWS_DEFAULT_REGION
       ? "us-east-1"
       : undefined);
-  const agent = { keepAlive: true, maxSockets: o.maxSockets ?? 64 };
   return {
     ...(region !== undefined && { region }),
     ...(o.endpoint !== undefined && { endpoint: o.endpoint }),
@@ -220,10 +232,10 @@ function clientConfig(o: S3StoreOptions): S3ClientConfig {
     requestHandler: {
       connectionTimeout: Math.round((o.connectTimeout ?? 10) * 1000),
       socketTimeout: Math.round((o.requestTimeout ?? 120) * 1000),
-      httpAgent: agent,
-      httpsAgent: agent,
+      httpAgent: agents.http,
+      httpsAgent: agents.https,
     },
-  };
+  } satisfies S3ClientConfig;
 }
 
 /** Carries an error raised by the caller's body, so it is rethrown as is rather than read as a service error. */
@@ -236,6 +248,9 @@ function toBytes(chunk: unknown): Uint8Array {
 }
 
 const etagOf = (etag: string | undefined): string => etag ?? "";
+
+/** The wait before a second attempt, as the SDK's standard retry strategy waits: up to 200 ms, full jitter. */
+const retryBackoff = () => new Promise((resolve) => setTimeout(resolve, Math.random() * 200));
 
 /** Whole objects up to this size are read into memory and checked before the caller gets them. */
 const VERIFY_IN_MEMORY = 4 * MiB;
@@ -260,7 +275,7 @@ function parseContentRange(header: string | undefined): ContentRange | undefined
  * a copy, unencrypted or with SSE-S3, to the MD5 of its bytes. Multipart ETags ("…-N") and those of SSE-KMS or
  * SSE-C objects are something else, and are not checked.
  */
-function plainMd5(out: GetObjectCommandOutput): string | undefined {
+function plainMd5(out: GetAnswer | GetObjectCommandOutput): string | undefined {
   const m = /^"?([0-9a-f]{32})"?$/i.exec(out.ETag ?? "");
   if (!m || out.SSECustomerAlgorithm || (out.ServerSideEncryption ?? "").startsWith("aws:kms"))
     return undefined;
@@ -299,18 +314,24 @@ function slice(skip: number, take: number): Transform {
   });
 }
 
-async function readAll(body: Readable): Promise<Buffer> {
+/** The chunks of `body` and their MD5, hex. Kept apart rather than joined: a copy of every byte read costs more
+ * garbage collection than the bytes themselves. */
+async function readAll(body: Readable): Promise<{ chunks: Buffer[]; md5: string }> {
   const chunks: Buffer[] = [];
-  for await (const chunk of body) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
+  const hash = createHash("md5");
+  for await (const chunk of body) {
+    hash.update(chunk as Buffer);
+    chunks.push(chunk as Buffer);
+  }
+  return { chunks, md5: hash.digest("hex") };
 }
 
-/** A stream of bytes already in memory, in one chunk. */
-function bufferStream(bytes: Buffer): Readable {
+/** A stream of bytes already in memory. */
+function chunkStream(chunks: Buffer[]): Readable {
+  let next = 0;
   return new Readable({
     read() {
-      this.push(bytes);
-      this.push(null);
+      this.push(next < chunks.length ? chunks[next++] : null);
     },
   });
 }
@@ -324,18 +345,30 @@ class S3StoreImpl implements S3Store {
   readonly #client: S3Client;
   /** The settings of the client the store made, or `undefined` for a client the caller gave. */
   readonly #settings: S3ClientConfig | undefined;
-  /** The same connections without retries, for streamed bodies that cannot be sent twice. */
-  #onceClient: S3Client | undefined;
+  /**
+   * The same connections with fewer attempts per request, by their number: one for streamed bodies that
+   * cannot be sent twice, one fewer for reads whose first attempt went without the SDK.
+   */
+  readonly #clients = new Map<number, S3Client>();
   #closed = false;
   /** Set once any call has shown that the bucket exists (a HEAD's 404 cannot tell a missing bucket). */
   #bucketSeen = false;
   /** The part buffers of this store's uploads, shared by its puts. */
   readonly #uploadBuffers: ByteBudget;
+  /** How reads reach the client's connections without the SDK, for a client the store made. */
+  readonly #directOptions: DirectOptions | undefined;
+  #direct: Promise<DirectGet | undefined> | undefined;
 
-  constructor(config: Config, client: S3Client, settings: S3ClientConfig | undefined) {
+  constructor(
+    config: Config,
+    client: S3Client,
+    settings: S3ClientConfig | undefined,
+    direct: DirectOptions | undefined,
+  ) {
     this.#config = config;
     this.#client = client;
     this.#settings = settings;
+    this.#directOptions = direct;
     this.bucket = config.bucket;
     this.root = config.root;
     this.url = config.url;
@@ -631,15 +664,20 @@ class S3StoreImpl implements S3Store {
       }
     }
     for (let attempt = 1; ; attempt++) {
-      let out: GetObjectCommandOutput;
+      let out: GetAnswer | GetObjectCommandOutput;
+      const Range = range && `bytes=${range.start}-${range.end ?? ""}`;
       try {
-        out = await this.#client.send(
-          new GetObjectCommand({
-            Bucket: this.bucket,
-            Key,
-            ...(range && { Range: `bytes=${range.start}-${range.end ?? ""}` }),
-          }),
-        );
+        const direct = await (await this.#directGet())?.get(Key, Range);
+        if (direct === undefined || direct === "retry") {
+          // After a first attempt that failed, the rest of the read's attempts, after the SDK's first backoff.
+          if (direct === "retry") await retryBackoff();
+          const client = direct === "retry" ? this.#retryClient() : this.#client;
+          out = await client.send(
+            new GetObjectCommand({ Bucket: this.bucket, Key, ...(Range && { Range }) }),
+          );
+        } else {
+          out = direct;
+        }
       } catch (error) {
         throw this.#error(error, key, "read");
       }
@@ -671,16 +709,14 @@ class S3StoreImpl implements S3Store {
       // overwrite on a service that does not replace objects atomically (s3rver) is simply read again.
       // A body cut short (the connection reset mid-read, as s3rver does when the object shrinks under it) is
       // read again too.
-      let bytes: Buffer | undefined;
+      let bytes: { chunks: Buffer[]; md5: string } | undefined;
       let failure: unknown;
       try {
         bytes = await readAll(body);
       } catch (error) {
         failure = error;
       }
-      if (bytes && createHash("md5").update(bytes).digest("hex") === md5) {
-        return { ...info, body: bufferStream(bytes) };
-      }
+      if (bytes?.md5 === md5) return { ...info, body: chunkStream(bytes.chunks) };
       if (attempt >= VERIFY_ATTEMPTS)
         throw bytes ? corrupt(key, this.url) : this.#error(failure, key, "read");
       await verifyBackoff(attempt);
@@ -709,6 +745,17 @@ class S3StoreImpl implements S3Store {
       );
     }
     return pipeline(body, slice(range.start - from, end - range.start + 1), () => {});
+  }
+
+  /**
+   * The direct reader, prepared on the first read; none for a client the caller gave, or when one attempt
+   * per request is all there may be.
+   */
+  #directGet(): Promise<DirectGet | undefined> | undefined {
+    const options = this.#directOptions;
+    if (!options || this.#maxAttempts < 2) return undefined;
+    this.#direct ??= DirectGet.prepare(this.#client, options);
+    return this.#direct;
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {
@@ -871,22 +918,40 @@ class S3StoreImpl implements S3Store {
   }
 
   #sendOnce(): S3Client {
-    // A caller's client keeps its own retry policy.
-    if (!this.#settings) return this.#client;
-    this.#onceClient ??= new S3Client({
-      ...this.#settings,
-      maxAttempts: 1,
-      // Shares the connection pool; only the retry policy differs.
-      requestHandler: this.#client.config.requestHandler,
-    });
-    return this.#onceClient;
+    return this.#clientWith(1);
+  }
+
+  /** Attempts per request of the store's own client. */
+  get #maxAttempts(): number {
+    return Number(this.#settings?.maxAttempts ?? 1);
+  }
+
+  /** The client for what is left of a read whose first attempt failed. */
+  #retryClient(): S3Client {
+    return this.#clientWith(this.#maxAttempts - 1);
+  }
+
+  /** The store's client with `attempts` attempts per request; a caller's client keeps its own retry policy. */
+  #clientWith(attempts: number): S3Client {
+    if (!this.#settings || attempts === this.#maxAttempts) return this.#client;
+    let client = this.#clients.get(attempts);
+    if (!client) {
+      client = new S3Client({
+        ...this.#settings,
+        maxAttempts: attempts,
+        // Shares the connection pool; only the retry policy differs.
+        requestHandler: this.#client.config.requestHandler,
+      });
+      this.#clients.set(attempts, client);
+    }
+    return client;
   }
 
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#settings) this.#client.destroy();
-    // Not destroyed: it shares the main client's handler, which the main client's owner destroys.
-    this.#onceClient = undefined;
+    // Not destroyed: they share the main client's handler, which the main client's owner destroys.
+    this.#clients.clear();
   }
 }

@@ -39,12 +39,14 @@ export interface ProxiedRequest {
 
 /**
  * A pass-through HTTP proxy in front of the real server, for faults the server cannot be asked to make: it
- * records every request, and answers the next `failNext` ones itself with S3's 503 SlowDown.
+ * records every request, and answers the next `failNext` ones itself with S3's 503 SlowDown, and the next
+ * `refuseNext` ones with 403 AccessDenied.
  */
 export interface RecordingProxy {
   readonly endpoint: string;
   readonly requests: ProxiedRequest[];
   failNext: number;
+  refuseNext: number;
   close(): Promise<void>;
 }
 
@@ -55,6 +57,7 @@ export async function startProxy(target: string): Promise<RecordingProxy> {
     endpoint: "",
     requests: [],
     failNext: 0,
+    refuseNext: 0,
     close: async () => {
       agent.destroy();
       server.closeAllConnections();
@@ -63,13 +66,21 @@ export async function startProxy(target: string): Promise<RecordingProxy> {
   };
   const server = createServer((req, res) => {
     proxy.requests.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers });
+    const answer = (status: number, code: string, message: string) => {
+      req.resume();
+      res.writeHead(status, { "content-type": "application/xml" });
+      res.end(
+        `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message></Error>`,
+      );
+    };
     if (proxy.failNext > 0) {
       proxy.failNext--;
-      req.resume();
-      res.writeHead(503, { "content-type": "application/xml" });
-      res.end(
-        '<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>',
-      );
+      answer(503, "SlowDown", "Please reduce your request rate.");
+      return;
+    }
+    if (proxy.refuseNext > 0) {
+      proxy.refuseNext--;
+      answer(403, "AccessDenied", "Access Denied");
       return;
     }
     const upstream = request(

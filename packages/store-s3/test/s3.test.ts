@@ -264,6 +264,51 @@ describe("s3 store", () => {
     }
   });
 
+  it("reads objects in one request without the SDK, and leaves other answers to it", async () => {
+    const proxy = await startProxy(endpoint);
+    // The SDK marks each of its requests with an invocation id; the store's direct reads carry none.
+    const bySdk = () => proxy.requests.map((r) => r.headers["amz-sdk-invocation-id"] !== undefined);
+    try {
+      const store = await openStore("", proxy.endpoint);
+      await store.put("a b/k(1)!", utf8("0123456789"));
+      proxy.requests.length = 0;
+      expect((await readAll(store, "a b/k(1)!")).toString()).toBe("0123456789");
+      const part = await store.get("a b/k(1)!", { range: { start: 2, end: 4 } });
+      expect(Buffer.concat(await collect(part.body)).toString()).toBe("234");
+      expect(part.size).toBe(10);
+      expect(bySdk()).toEqual([false, false]);
+
+      // A missing key: the SDK asks again and reports it.
+      proxy.requests.length = 0;
+      await expectCode(store.get("missing"), "NOT_FOUND");
+      expect(bySdk()).toEqual([false, true]);
+
+      // A refusal: the SDK asks again, and every later read goes through it.
+      proxy.requests.length = 0;
+      proxy.refuseNext = 1;
+      expect((await readAll(store, "a b/k(1)!")).toString()).toBe("0123456789");
+      expect((await readAll(store, "a b/k(1)!")).toString()).toBe("0123456789");
+      expect(bySdk()).toEqual([false, true, true]);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it("reads through the SDK alone with one attempt per request", async () => {
+    const proxy = await startProxy(endpoint);
+    try {
+      const store = await openStore("&maxAttempts=1", proxy.endpoint);
+      await store.put("k", utf8("once"));
+      proxy.requests.length = 0;
+      proxy.failNext = 1;
+      await expectCode(store.get("k"), "UNAVAILABLE");
+      expect(proxy.requests).toHaveLength(1);
+      expect(proxy.requests[0]!.headers["amz-sdk-invocation-id"]).toBeDefined();
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it("retries throttling and 5xx answers, and reports them as UNAVAILABLE when attempts run out", async () => {
     const proxy = await startProxy(endpoint);
     try {
