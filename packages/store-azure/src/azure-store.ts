@@ -27,6 +27,7 @@ import {
   type PutOptions,
   UnavailableError,
 } from "@cairn/core";
+import { DirectGet } from "./direct-get.js";
 import { type AzureAction, mapAzureError, serviceError } from "./errors.js";
 import { blobNameOf, checkKey, keyOfBlobName, keyProblem, utf8Order } from "./keys.js";
 
@@ -132,6 +133,7 @@ export function createAzureStore(options: AzureStoreOptions): AzureStore {
   }
   const url = options.url ?? `azure://${options.container}/${prefix}`.replace(/\/$/, "");
   let client = options.containerClient;
+  let direct: DirectGet | undefined;
   if (!client) {
     if (!options.endpoint) throw new InvalidArgumentError(`The Azure store ${url} needs an endpoint.`);
     const timeoutMs = (options.timeoutSeconds ?? 60) * 1000;
@@ -150,6 +152,13 @@ export function createAzureStore(options: AzureStoreOptions): AzureStore {
     );
     const base = `${options.endpoint.replace(/\/+$/, "")}/${encodeURIComponent(options.container)}`;
     client = new ContainerClient(options.sas ? `${base}?${options.sas}` : base, pipeline);
+    direct = DirectGet.create({
+      endpoint: options.endpoint,
+      container: options.container,
+      credential: options.credential,
+      sas: options.sas,
+      timeoutMs,
+    });
   }
   return new AzureStoreImpl({
     client,
@@ -161,6 +170,7 @@ export function createAzureStore(options: AzureStoreOptions): AzureStore {
     concurrency,
     uploadBuffer,
     pageSize: Math.min(Math.max(1, options.pageSize ?? 5000), 5000),
+    direct,
   });
 }
 
@@ -210,6 +220,8 @@ interface Config {
   concurrency: number;
   uploadBuffer: number;
   pageSize: number;
+  /** Reads without the SDK's pipeline, for a client the store made with a SAS or an account key. */
+  direct: DirectGet | undefined;
 }
 
 /** ETags come quoted in headers and bare in listings: one form for both. */
@@ -276,6 +288,7 @@ class AzureStoreImpl implements AzureStore {
   readonly #pageSize: number;
   /** The block buffers of this store's uploads of streams, shared by its puts. */
   readonly #uploadBuffers: ByteBudget;
+  readonly #direct: DirectGet | undefined;
   #closed = false;
 
   constructor(config: Config) {
@@ -289,6 +302,7 @@ class AzureStoreImpl implements AzureStore {
     this.#concurrency = config.concurrency;
     this.#pageSize = config.pageSize;
     this.#uploadBuffers = new ByteBudget(config.uploadBuffer);
+    this.#direct = config.direct;
   }
 
   get containerClient(): ContainerClient {
@@ -512,6 +526,11 @@ class AzureStoreImpl implements AzureStore {
         );
       }
     }
+    const direct = await this.#direct?.get(this.#root + blobNameOf(key), range?.start ?? 0, range?.end);
+    if (direct) {
+      const { size, etag, lastModified, body } = direct;
+      return { key, size, etag: bareEtag(etag), ...(lastModified && { lastModified }), body };
+    }
     try {
       const count = range ? (range.end === undefined ? undefined : range.end - range.start + 1) : undefined;
       // maxRetryRequests resumes a broken download where it stopped, pinned to the same version by its ETag.
@@ -661,6 +680,7 @@ class AzureStoreImpl implements AzureStore {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#direct?.close();
   }
 }
 

@@ -345,6 +345,62 @@ describe("faults", () => {
     expect(error.message).toContain("rejects the name");
   });
 
+  it("reads blobs in one request without the SDK, and leaves other answers to it", async () => {
+    const proxy = await startProxy(endpoint);
+    onTestFinished(() => proxy.cut());
+    const env = { AZURE_STORAGE_CONNECTION_STRING: connectionString.replace(endpoint, proxy.endpoint) };
+    const store = await open("", env);
+    // The SDK marks each of its requests with a client request id; the store's direct reads carry none.
+    const bySdk = () => proxy.seen.map((r) => r.headers["x-ms-client-request-id"] !== undefined);
+    await store.put("a b/k(1)!", utf8("0123456789"));
+    proxy.seen.length = 0;
+    expectSame(await read(store, "a b/k(1)!"), utf8("0123456789"));
+    const part = await store.get("a b/k(1)!", { range: { start: 2, end: 4 } });
+    expectSame(Buffer.concat(await collect(part.body)), utf8("234"));
+    expect(part.size).toBe(10);
+    expect(bySdk()).toEqual([false, false]);
+    // With an account key, the store signs a read-only SAS of the container itself.
+    expect(new URL(proxy.seen[0]!.url, "http://x").searchParams.get("sp")).toBe("r");
+
+    // A missing blob: the SDK asks again and reports it.
+    proxy.seen.length = 0;
+    await expectCode(store.get("missing"), "NOT_FOUND");
+    expect(bySdk()).toEqual([false, true]);
+
+    // A refusal: the SDK asks again, and every later read goes through it.
+    proxy.seen.length = 0;
+    proxy.failNext(1, 403, "AuthorizationFailure");
+    expectSame(await read(store, "a b/k(1)!"), utf8("0123456789"));
+    expectSame(await read(store, "a b/k(1)!"), utf8("0123456789"));
+    expect(bySdk()).toEqual([false, true, true]);
+  });
+
+  it("resumes a read cut short where it stopped, pinned to the version it started on", async () => {
+    const proxy = await startProxy(endpoint);
+    onTestFinished(() => proxy.cut());
+    const env = { AZURE_STORAGE_CONNECTION_STRING: connectionString.replace(endpoint, proxy.endpoint) };
+    const store = await open("", env);
+    const bytes = randomBytes(3 * MiB);
+    const { etag } = await store.put("big", bytes);
+    proxy.seen.length = 0;
+    proxy.cutNextBody(MiB + 5);
+    expectSame(await read(store, "big"), bytes);
+    expect(proxy.seen).toHaveLength(2);
+    const resumed = proxy.seen[1]!.headers;
+    // From the byte after the last one that arrived (the proxy cuts after MiB + 5 sent; some may be lost).
+    const from = Number(/^bytes=(\d+)-(\d+)$/.exec(String(resumed["x-ms-range"]))?.[1]);
+    expect(from).toBeGreaterThan(0);
+    expect(from).toBeLessThanOrEqual(MiB + 5);
+    expect(resumed["x-ms-range"]).toBe(`bytes=${from}-${3 * MiB - 1}`);
+    expect(resumed["if-match"]).toBe(`"${etag}"`);
+
+    // A read cut short of a blob replaced meanwhile fails rather than mixing two versions.
+    proxy.cutNextBody(MiB);
+    const reader = await store.get("big");
+    await store.put("big", randomBytes(3 * MiB));
+    await expect(collect(reader.body)).rejects.toThrow();
+  });
+
   it("retries 503 (throttling) with backoff, and gives up with UNAVAILABLE after its retries", async () => {
     const proxy = await startProxy(endpoint);
     onTestFinished(() => proxy.cut());

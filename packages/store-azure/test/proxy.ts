@@ -1,4 +1,4 @@
-import { createServer, request, type Server } from "node:http";
+import { createServer, type IncomingHttpHeaders, request, type Server } from "node:http";
 import type { Socket } from "node:net";
 import { freePort } from "@cairn/testkit/servers";
 
@@ -16,6 +16,10 @@ export interface FaultProxy {
   failNext(n: number, status: number, code: string): void;
   /** Requests seen, forwarded or failed. */
   readonly requests: number;
+  /** The method, URL and headers of every request seen, in order. */
+  readonly seen: { method: string; url: string; headers: IncomingHttpHeaders }[];
+  /** Cuts the connection of the next answer with a body once `bytes` of its body have gone through. */
+  cutNextBody(bytes: number): void;
   /** Stops listening and cuts every open connection, as a crashed server would. */
   cut(): Promise<void>;
   /** Listens again on the same port. */
@@ -30,12 +34,15 @@ export async function startProxy(target: string): Promise<FaultProxy> {
   let failStatus = 503;
   let failCode = "ServerBusy";
   let requests = 0;
+  const seen: FaultProxy["seen"] = [];
+  let cutAt: number | undefined;
   let server: Server | undefined;
 
   const listen = () =>
     new Promise<void>((resolve, reject) => {
       const s = createServer((req, res) => {
         requests++;
+        seen.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers });
         if (failing > 0) {
           failing--;
           req.resume();
@@ -50,7 +57,22 @@ export async function startProxy(target: string): Promise<FaultProxy> {
           { host: hostname, port: targetPort, method: req.method, path: req.url, headers: req.headers },
           (up) => {
             res.writeHead(up.statusCode ?? 502, up.headers);
-            up.pipe(res);
+            const cut = Number(up.headers["content-length"] ?? 0) > 0 ? cutAt : undefined;
+            if (cut === undefined) {
+              up.pipe(res);
+              return;
+            }
+            cutAt = undefined;
+            let sent = 0;
+            up.on("data", (chunk: Buffer) => {
+              const take = chunk.subarray(0, Math.max(0, cut - sent));
+              sent += take.length;
+              if (take.length > 0) res.write(take);
+              if (sent >= cut) {
+                up.destroy();
+                res.socket?.destroy();
+              }
+            });
           },
         );
         upstream.on("error", () => res.destroy());
@@ -77,6 +99,10 @@ export async function startProxy(target: string): Promise<FaultProxy> {
     },
     get requests() {
       return requests;
+    },
+    seen,
+    cutNextBody(bytes) {
+      cutAt = bytes;
     },
     async cut() {
       const s = server;
