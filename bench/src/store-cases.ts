@@ -36,6 +36,15 @@ export const scaleNote = SCALE === 1 ? "" : `; CAIRN_BENCH_SCALE=${SCALE}`;
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
+/** Measured transfers per side and case, taken in turn with rclone's; each side's median is reported. */
+const ROUNDS = Number(process.env.CAIRN_BENCH_ROUNDS ?? "3");
+if (!(Number.isInteger(ROUNDS) && ROUNDS >= 1)) {
+  throw new Error(`CAIRN_BENCH_ROUNDS must be a whole number ≥ 1, not ${process.env.CAIRN_BENCH_ROUNDS}.`);
+}
+
+/** The timing of median wall time among `rounds` (the later of the two middle ones for an even count). */
+const median = (rounds: Timing[]): Timing => [...rounds].sort((a, b) => a.ms - b.ms)[rounds.length >> 1]!;
+
 /** Files moved at once by cairn, as `cairn fs upload --recursive` does by default. */
 const PARALLEL = Number(process.env.CAIRN_BENCH_PARALLEL ?? "16");
 
@@ -432,24 +441,27 @@ function transferCase({ remote, direction, set, params }: TransferCase): Case {
       try {
         await r.create("cairn");
         await r.create("rclone");
-        let cairn: Timing;
-        let rclone: Timing;
+        const cairnRounds: Timing[] = [];
+        const rcloneRounds: Timing[] = [];
         // The emulators leave work behind a transfer (garbage to collect): whoever goes next pays for it, ~0.5 s
         // of Azurite's CPU after 2,000 uploads. So each measured transfer follows one of the same files:
-        // rclone's, not measured, before cairn's; cairn's before rclone's.
+        // rclone's, not measured, before cairn's first; then cairn's and rclone's in turn. And the machine's
+        // speed drifts from minute to minute, so each side runs ROUNDS times, in turn, and gives its median.
         if (direction === "up") {
           await r.create("warm");
           const warm = r.rclone("warm", "t");
           await rcloneCopy(source, warm.path, warm);
-          const store = await r.open("cairn", "t", params?.url);
-          cairn = await timed(() => putAll(store, source));
-          await checkObjects(store, set, "cairn");
-          await store.close();
-          const to = r.rclone("rclone", "t");
-          rclone = await rcloneCopy(source, to.path, to);
-          const check = await r.open("rclone", "t");
-          await checkObjects(check, set, "rclone");
-          await check.close();
+          for (let round = 0; round < ROUNDS; round++) {
+            const store = await r.open("cairn", `t${round}`, params?.url);
+            cairnRounds.push(await timed(() => putAll(store, source)));
+            await checkObjects(store, set, "cairn");
+            await store.close();
+            const to = r.rclone("rclone", `t${round}`);
+            rcloneRounds.push(await rcloneCopy(source, to.path, to));
+            const check = await r.open("rclone", `t${round}`);
+            await checkObjects(check, set, "rclone");
+            await check.close();
+          }
         } else {
           // Both read the same objects, put there by rclone (not measured), after rclone read them once.
           const seed = r.rclone("cairn", "t");
@@ -457,14 +469,21 @@ function transferCase({ remote, direction, set, params }: TransferCase): Case {
           await rcloneCopy(seed.path, join(out, "warm"), seed);
           rmSync(join(out, "warm"), { recursive: true, force: true });
           const store = await r.open("cairn", "t", params?.url);
-          cairn = await timed(() => getAll(store, join(out, "cairn")));
+          for (let round = 0; round < ROUNDS; round++) {
+            cairnRounds.push(await timed(() => getAll(store, join(out, "cairn"))));
+            await checkFiles(join(out, "cairn"), set, "cairn");
+            rmSync(join(out, "cairn"), { recursive: true, force: true });
+            rcloneRounds.push(await rcloneCopy(seed.path, join(out, "rclone"), seed));
+            await checkFiles(join(out, "rclone"), set, "rclone");
+            rmSync(join(out, "rclone"), { recursive: true, force: true });
+          }
           await store.close();
-          await checkFiles(join(out, "cairn"), set, "cairn");
-          rclone = await rcloneCopy(seed.path, join(out, "rclone"), seed);
-          await checkFiles(join(out, "rclone"), set, "rclone");
         }
+        const cairn = median(cairnRounds);
+        const rclone = median(rcloneRounds);
         const emulator = remote === "s3" ? "s3rver" : "Azurite";
         const ratio = cairn.ms / rclone.ms;
+        const rounds = cairnRounds.map((c, i) => (c.ms / rcloneRounds[i]!.ms).toFixed(2)).join(", ");
         return {
           name,
           ms: cairn.ms,
@@ -476,7 +495,8 @@ function transferCase({ remote, direction, set, params }: TransferCase): Case {
           note:
             `${what} ${direction === "up" ? `folder → ${emulator}` : `${emulator} → folder`}` +
             `${params ? ` (${params.url.replace(/^&/, "")})` : ""}${set.size < MiB ? `, ${Math.round(set.count / (cairn.ms / 1000))} files/s` : ""}; rclone copy ${seconds(rclone.ms)}; ` +
-            `ratio ${ratio.toFixed(2)} (target ≤ 1.0, ≤ 256 MB); ${PARALLEL} at a time; ${cpuNote(cairn, rclone, emulator)}${scaleNote}`,
+            `ratio ${ratio.toFixed(2)} (target ≤ 1.0, ≤ 256 MB; medians of ${ROUNDS} rounds in turn, each round's ratio ${rounds}); ` +
+            `${PARALLEL} at a time; ${cpuNote(cairn, rclone, emulator)}${scaleNote}`,
         };
       } finally {
         await r.server.stop();
