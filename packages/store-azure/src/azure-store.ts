@@ -603,28 +603,41 @@ class AzureStoreImpl implements AzureStore {
     let token: string | undefined;
     do {
       this.#check();
-      let items: BlobItem[];
-      try {
-        const iterator = this.containerClient
-          .listBlobsFlat({ prefix: this.#root + blobNameOf(prefix) })
-          .byPage({ maxPageSize: this.#pageSize, ...(token ? { continuationToken: token } : {}) });
-        const page = (await iterator.next()).value as
-          | { segment: { blobItems: BlobItem[] }; continuationToken?: string }
-          | undefined;
-        items = page?.segment.blobItems ?? [];
-        token = page?.continuationToken || undefined;
-      } catch (error) {
-        throw this.#error(error, undefined, "list");
+      const serverPrefix = this.#root + blobNameOf(prefix);
+      let page = await this.#direct?.listPage(serverPrefix, token, this.#pageSize);
+      if (page) {
+        token = page.next;
+      } else {
+        try {
+          const sdkPage = (
+            await this.containerClient
+              .listBlobsFlat({ prefix: serverPrefix })
+              .byPage({ maxPageSize: this.#pageSize, ...(token ? { continuationToken: token } : {}) })
+              .next()
+          ).value as { segment: { blobItems: BlobItem[] }; continuationToken?: string } | undefined;
+          page = {
+            blobs: (sdkPage?.segment.blobItems ?? []).map((item) => ({
+              name: item.name,
+              size: item.properties.contentLength ?? 0,
+              etag: item.properties.etag ?? "",
+              lastModified: item.properties.lastModified,
+            })),
+            next: undefined,
+          };
+          token = sdkPage?.continuationToken || undefined;
+        } catch (error) {
+          throw this.#error(error, undefined, "list");
+        }
       }
-      for (const item of items) {
-        const key = keyOfBlobName(item.name.slice(root));
+      for (const blob of page.blobs) {
+        const key = keyOfBlobName(blob.name.slice(root));
         // Names no key can have (written by other tools, e.g. folder markers ending in "/") are not objects here.
         if (key === undefined || key === "" || keyProblem(key) !== undefined) continue;
         yield {
           key,
-          size: item.properties.contentLength ?? 0,
-          etag: bareEtag(item.properties.etag),
-          lastModified: item.properties.lastModified,
+          size: blob.size,
+          etag: bareEtag(blob.etag),
+          ...(blob.lastModified && { lastModified: blob.lastModified }),
         };
       }
     } while (token);

@@ -1,9 +1,10 @@
-// Blob reads without the SDK's pipeline. Through `BlobClient.download`, a read costs ~0.35 ms of CPU besides
-// its bytes (a client per blob, header deserialization, tracing spans, abort signals): most of the work of
-// downloading a small blob. Here a read is one GET with the store's SAS, or with a read-only SAS the store signs
-// itself from its account key, on connections of its own. Only a 200 or 206 answer is taken; any other, and
-// any failure before one, goes to the SDK, which asks again and reports it as before. A body cut short is
-// resumed where it stopped, pinned to the same version by its ETag, as the SDK's downloads are.
+// Blob reads and listings without the SDK's pipeline. Through `BlobClient.download`, a read costs ~0.35 ms of
+// CPU besides its bytes (a client per blob, header deserialization, tracing spans, abort signals): most of the
+// work of downloading a small blob; a listing page of 2,000 blobs costs ~0.25 s of CPU in the SDK's model
+// deserialization. Here a read or a page is one GET with the store's SAS, or with a SAS the store signs itself
+// from its account key (read and list only), on connections of its own. Only a 200 or 206 answer is taken; any
+// other, and any failure before one, goes to the SDK, which asks again and reports it as before. A body cut
+// short is resumed where it stopped, pinned to the same version by its ETag, as the SDK's downloads are.
 import type { IncomingMessage } from "node:http";
 import { Agent as HttpAgent, request as httpRequest } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
@@ -14,6 +15,7 @@ import {
   generateBlobSASQueryParameters,
   StorageSharedKeyCredential,
 } from "@azure/storage-blob";
+import { XMLParser } from "fast-xml-parser";
 
 /** The service version asked for; every version since has the same GET Blob answer for what is read here. */
 const SERVICE_VERSION = "2023-11-03";
@@ -22,6 +24,39 @@ const SAS_LIFETIME_MS = 60 * 60_000;
 const RESIGN_MS = 15 * 60_000;
 /** Times a cut body is resumed, as the store's SDK downloads do (`maxRetryRequests`). */
 const RESUMES = 5;
+
+/** A blob of a listing page, as the service names it (with the store's prefix). */
+export interface ListedBlob {
+  name: string;
+  size: number;
+  etag: string;
+  lastModified: Date | undefined;
+}
+
+/** One page of a listing and the marker of the next, if any. */
+export interface ListPage {
+  blobs: ListedBlob[];
+  next: string | undefined;
+}
+
+/**
+ * Reads `List Blobs` answers, text kept as it is (names may start or end with spaces). A page of one blob gives
+ * an object where others give an array; asking the parser for arrays by path costs a third of its time.
+ */
+const listParser = new XMLParser({
+  ignoreAttributes: false,
+  attributeNamePrefix: "@",
+  parseTagValue: false,
+  parseAttributeValue: false,
+  trimValues: false,
+});
+
+/** The text of an element as the parser gives it: a string, or an object with `#text` when it has attributes. */
+function text(node: unknown): string {
+  if (node === undefined || node === null) return "";
+  if (typeof node === "object") return String((node as Record<string, unknown>)["#text"] ?? "");
+  return String(node);
+}
 
 /** What a read answered, for the store to make its {@link ObjectReader} of. */
 export interface DirectAnswer {
@@ -43,6 +78,25 @@ export interface DirectOptions {
   timeoutMs: number;
 }
 
+/** Answers up to this size are read whole before they are handed over. */
+const IN_MEMORY = 4 * 1024 * 1024;
+
+async function collectAll(bytes: AsyncIterable<Buffer>): Promise<Buffer[]> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of bytes) chunks.push(chunk);
+  return chunks;
+}
+
+/** A stream of chunks already in memory. */
+function chunkStream(chunks: Buffer[]): Readable {
+  let next = 0;
+  return new Readable({
+    read() {
+      this.push(next < chunks.length ? chunks[next++] : null);
+    },
+  });
+}
+
 /** `bytes=start-end` for `x-ms-range`, or `undefined` for the whole blob. */
 const rangeHeader = (start: number, end: number | undefined) =>
   start === 0 && end === undefined ? undefined : `bytes=${start}-${end ?? ""}`;
@@ -51,15 +105,19 @@ const rangeHeader = (start: number, end: number | undefined) =>
 export class DirectGet {
   readonly #options: DirectOptions;
   readonly #base: URL;
+  readonly #containerPath: string;
   readonly #agent: HttpAgent | HttpsAgent;
   readonly #sign: (() => string) | undefined;
   #sas: { query: string; renewAt: number } | undefined;
   /** Cleared by an answer that says this way does not work here (a refusal, a malformed request). */
   #usable = true;
+  /** The same for listings, which a SAS may allow or not apart from reads. */
+  #listable = true;
 
   private constructor(options: DirectOptions, sign: (() => string) | undefined) {
     this.#options = options;
     this.#base = new URL(`${options.endpoint.replace(/\/+$/, "")}/${encodeURIComponent(options.container)}/`);
+    this.#containerPath = this.#base.pathname.slice(0, -1);
     const agentOptions = { keepAlive: true, maxSockets: 64 };
     this.#agent =
       this.#base.protocol === "https:" ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions);
@@ -78,7 +136,7 @@ export class DirectGet {
         generateBlobSASQueryParameters(
           {
             containerName: options.container,
-            permissions: ContainerSASPermissions.parse("r"),
+            permissions: ContainerSASPermissions.parse("rl"),
             expiresOn: new Date(Date.now() + SAS_LIFETIME_MS),
           },
           credential,
@@ -134,12 +192,73 @@ export class DirectGet {
         r?.resume();
         return undefined;
       });
+    const bytes = resumed(res, start, last, resume);
     return {
       size: Number.isFinite(total) ? total : length,
       etag,
       lastModified: h["last-modified"] ? new Date(h["last-modified"]) : undefined,
-      body: Readable.from(resumed(res, start, last, resume), { objectMode: false }),
+      // Small answers are read whole first: one stream over chunks in memory costs less than one over a
+      // generator over the response, and a cut is resumed before the caller sees a byte.
+      body:
+        length <= IN_MEMORY
+          ? chunkStream(await collectAll(bytes))
+          : Readable.from(bytes, { objectMode: false }),
     };
+  }
+
+  /**
+   * One page of the blobs whose names start with `prefix`, from `marker` on, or `undefined` when the SDK should
+   * ask instead.
+   */
+  async listPage(prefix: string, marker: string | undefined, max: number): Promise<ListPage | undefined> {
+    if (!this.#listable) return undefined;
+    const params = new URLSearchParams({
+      restype: "container",
+      comp: "list",
+      prefix,
+      maxresults: String(max),
+    });
+    if (marker) params.set("marker", marker);
+    const res = await this.#send(`${this.#containerPath}?${params}`, undefined, undefined);
+    if (!res) return undefined;
+    const status = res.statusCode ?? 0;
+    if (status !== 200) {
+      res.resume();
+      if (status === 400 || status === 401 || status === 403) this.#listable = false;
+      return undefined;
+    }
+    let xml: string;
+    try {
+      const chunks: Buffer[] = [];
+      for await (const chunk of res) chunks.push(chunk as Buffer);
+      xml = Buffer.concat(chunks).toString("utf8");
+    } catch {
+      return undefined;
+    }
+    const results = (listParser.parse(xml) as { EnumerationResults?: Record<string, unknown> })
+      .EnumerationResults;
+    if (!results) {
+      // Not the answer this code reads: the SDK reads this service from now on.
+      this.#listable = false;
+      return undefined;
+    }
+    const container = results.Blobs as { Blob?: unknown } | string | undefined;
+    const found = typeof container === "object" ? container.Blob : undefined;
+    const items = (Array.isArray(found) ? found : found ? [found] : []) as Record<string, unknown>[];
+    const blobs: ListedBlob[] = [];
+    for (const item of items) {
+      const name = item.Name;
+      const encoded = typeof name === "object" && (name as Record<string, unknown>)["@Encoded"] === "true";
+      const props = (item.Properties ?? {}) as Record<string, unknown>;
+      const modified = text(props["Last-Modified"]);
+      blobs.push({
+        name: encoded ? decodeURIComponent(text(name)) : text(name),
+        size: Number(text(props["Content-Length"]) || 0),
+        etag: text(props.Etag),
+        lastModified: modified ? new Date(modified) : undefined,
+      });
+    }
+    return { blobs, next: text(results.NextMarker) || undefined };
   }
 
   /** The response to a GET of `path`, or `undefined` when none came in time (or the connection failed). */
@@ -149,7 +268,8 @@ export class DirectGet {
     ifMatch: string | undefined,
   ): Promise<IncomingMessage | undefined> {
     const base = this.#base;
-    const query = this.#query();
+    const sas = this.#query();
+    const query = sas ? `${path.includes("?") ? "&" : "?"}${sas}` : "";
     const headers: Record<string, string> = { "x-ms-version": SERVICE_VERSION };
     if (range !== undefined) headers["x-ms-range"] = range;
     if (ifMatch !== undefined) headers["if-match"] = ifMatch;
@@ -159,7 +279,7 @@ export class DirectGet {
         protocol: base.protocol,
         hostname: base.hostname,
         ...(base.port && { port: Number(base.port) }),
-        path: query ? `${path}?${query}` : path,
+        path: path + query,
         method: "GET",
         headers,
       });
