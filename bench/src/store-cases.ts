@@ -392,28 +392,34 @@ async function putAll(store: ObjectStore, dir: string): Promise<void> {
   );
 }
 
-/** Downloads every object of `store` into `dir` (listing included, as rclone lists too), `PARALLEL` at a time. */
+/**
+ * Downloads every object of `store` into `dir`, `PARALLEL` at a time, as `cairn fs download --recursive` does:
+ * downloads start while the listing goes on (rclone lists too), reading ahead at most twice `PARALLEL` keys.
+ */
 async function getAll(store: ObjectStore, dir: string): Promise<void> {
-  const keys: string[] = [];
-  for await (const info of store.list("")) keys.push(info.key);
-  for (const folder of new Set(keys.map((k) => dirname(join(dir, k)))))
-    await mkdir(folder, { recursive: true });
+  const folders = new Map<string, Promise<unknown>>();
   const limit = pLimit(PARALLEL);
-  await Promise.all(
-    keys.map((key) =>
-      limit(async () => {
-        // As `cairn fs download` writes (apps/cli/src/local-files.ts), without its temporary name.
-        const { body } = await store.get(key);
-        const handle = await open(join(dir, key), "w");
-        try {
-          await writeBody(handle, body);
-        } finally {
-          await handle.close();
-          body.destroy();
-        }
-      }),
-    ),
-  );
+  const running = new Set<Promise<void>>();
+  for await (const { key } of store.list("")) {
+    const file = join(dir, key);
+    const folder = dirname(file);
+    if (!folders.has(folder)) folders.set(folder, mkdir(folder, { recursive: true }));
+    const task = limit(async () => {
+      await folders.get(folder);
+      // As `cairn fs download` writes (apps/cli/src/local-files.ts), without its temporary name.
+      const { body } = await store.get(key);
+      const handle = await open(file, "w");
+      try {
+        await writeBody(handle, body);
+      } finally {
+        await handle.close();
+        body.destroy();
+      }
+    }).finally(() => running.delete(task));
+    running.add(task);
+    if (running.size >= PARALLEL * 2) await Promise.race(running);
+  }
+  await Promise.all(running);
 }
 
 interface TransferCase {
