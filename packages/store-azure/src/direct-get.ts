@@ -49,6 +49,8 @@ const listParser = new XMLParser({
   parseTagValue: false,
   parseAttributeValue: false,
   trimValues: false,
+  // Character references too ("&#x27;"); each is decoded once.
+  htmlEntities: true,
 });
 
 /** The text of an element as the parser gives it: a string, or an object with `#text` when it has attributes. */

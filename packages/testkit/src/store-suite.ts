@@ -89,6 +89,8 @@ const TRICKY_KEYS: readonly string[] = [
   "percent%20literal/%2F%25",
   "quotes/\"double\" and 'single'",
   "x/<tag>&amp;",
+  // Entity text that a listing's XML carries escaped, and that must not be decoded twice.
+  "entities/&#x27; &lt; &nbsp;",
 ];
 
 const INVALID_KEYS: readonly string[] = [
