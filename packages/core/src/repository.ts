@@ -337,11 +337,14 @@ export class Repository {
     return entry;
   }
 
-  /** Streams the bytes of `path` at `ref`, or of a byte range of it (`end` inclusive). */
+  /**
+   * Streams the bytes of `path` at `ref`, or of a byte range of it (`end` inclusive). `verify: false` tells the
+   * store that the caller checks the bytes against the entry's SHA-256 itself (see `GetOptions.verify`).
+   */
   async read(
     ref: string,
     path: string,
-    options: { range?: { start: number; end?: number } } = {},
+    options: { range?: { start: number; end?: number }; verify?: boolean } = {},
   ): Promise<{ entry: Entry; body: Readable }> {
     const entry = await this.stat(ref, path);
     const range = options.range;
@@ -361,7 +364,10 @@ export class Repository {
       }
     }
     try {
-      const reader = await this.#store.get(entry.address, range ? { range } : {});
+      const reader = await this.#store.get(entry.address, {
+        ...(range && { range }),
+        ...(options.verify === false && { verify: false }),
+      });
       return { entry, body: reader.body };
     } catch (e) {
       if (hasCode(e, "NOT_FOUND")) {

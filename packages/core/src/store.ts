@@ -58,6 +58,14 @@ export interface PutOptions {
 export interface GetOptions {
   /** Bytes `start` .. `end` inclusive; `end` defaults to the last byte. */
   range?: { start: number; end?: number };
+  /**
+   * `false` when the caller checks the bytes itself against a digest it holds, as reads by content address do:
+   * the store then skips a check of its own (S3's MD5 of a whole object's ETag), which would only hash every
+   * byte a second time. A store that re-reads an object whose bytes changed while they were read (S3 on a
+   * service that overwrites in place) no longer does then, so pass it only for keys that are never overwritten.
+   * @default true
+   */
+  verify?: boolean;
 }
 
 export interface ObjectInfo {

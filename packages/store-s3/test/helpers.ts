@@ -47,6 +47,8 @@ export interface RecordingProxy {
   readonly requests: ProxiedRequest[];
   failNext: number;
   refuseNext: number;
+  /** Flips the first byte of the body of the next this many 200 answers to a GET. */
+  corruptNext: number;
   close(): Promise<void>;
 }
 
@@ -58,6 +60,7 @@ export async function startProxy(target: string): Promise<RecordingProxy> {
     requests: [],
     failNext: 0,
     refuseNext: 0,
+    corruptNext: 0,
     close: async () => {
       agent.destroy();
       server.closeAllConnections();
@@ -94,6 +97,20 @@ export async function startProxy(target: string): Promise<RecordingProxy> {
       },
       (answer) => {
         res.writeHead(answer.statusCode ?? 502, answer.headers);
+        if (req.method === "GET" && answer.statusCode === 200 && proxy.corruptNext > 0) {
+          proxy.corruptNext--;
+          let first = true;
+          answer.on("data", (chunk: Buffer) => {
+            if (first && chunk.length > 0) {
+              chunk = Buffer.from(chunk);
+              chunk[0]! ^= 0xff;
+              first = false;
+            }
+            res.write(chunk);
+          });
+          answer.on("end", () => res.end());
+          return;
+        }
         answer.pipe(res);
       },
     );

@@ -294,6 +294,36 @@ describe("s3 store", () => {
     }
   });
 
+  it("checks whole reads against the MD5 of their ETag, unless told the caller checks them", async () => {
+    const proxy = await startProxy(endpoint);
+    try {
+      const store = await openStore("", proxy.endpoint);
+      const small = randomBytes(64 * 1024);
+      const big = randomBytes(5 * MiB);
+      await store.put("small", small);
+      await store.put("big", big);
+
+      // Up to 4 MiB the bytes are checked before get returns, and a mismatch is read again.
+      proxy.requests.length = 0;
+      proxy.corruptNext = 1;
+      expect((await readAll(store, "small")).equals(small)).toBe(true);
+      expect(proxy.requests.filter((r) => r.method === "GET")).toHaveLength(2);
+      // Larger ones fail at their end.
+      proxy.corruptNext = 1;
+      await expectCode(readAll(store, "big"), "CORRUPT");
+
+      // verify: false hands over what came, once.
+      proxy.requests.length = 0;
+      proxy.corruptNext = 1;
+      const unchecked = Buffer.concat(await collect((await store.get("small", { verify: false })).body));
+      expect(unchecked.equals(small)).toBe(false);
+      expect(unchecked.subarray(1).equals(small.subarray(1))).toBe(true);
+      expect(proxy.requests).toHaveLength(1);
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it("reads through the SDK alone with one attempt per request", async () => {
     const proxy = await startProxy(endpoint);
     try {

@@ -254,6 +254,25 @@ export function describeStore(name: string, options: StoreSuiteOptions): void {
         expectBytes(await getBytes(store, "iterable"), Buffer.concat(parts));
       });
 
+      it("reads the same bytes and info when the caller checks them itself (verify: false)", {
+        timeout,
+      }, async () => {
+        const store = await connect();
+        const bytes = randomBytes(200_000);
+        const put = await store.put("checked", bytes);
+        const reader = await store.get("checked", { verify: false });
+        expect({ key: reader.key, size: reader.size, etag: reader.etag }).toEqual({
+          key: "checked",
+          size: bytes.length,
+          etag: put.etag,
+        });
+        expectBytes(await readAll(reader.body), bytes);
+        const empty = await store.put("checked-empty", new Uint8Array(0));
+        const none = await store.get("checked-empty", { verify: false });
+        expect(none.etag).toBe(empty.etag);
+        expect((await readAll(none.body)).length).toBe(0);
+      });
+
       it("keeps an empty object", { timeout }, async () => {
         const store = await connect();
         expect((await store.put("empty", new Uint8Array(0))).size).toBe(0);
