@@ -1,9 +1,9 @@
 // Transfers between a local folder and the object stores on their emulators (S3 on s3rver, Azure Blob on Azurite):
 // cairn's store drivers next to `rclone copy` of the same files to the same emulator in the same run.
 import { spawn, spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { mkdir, open, readdir, stat, writeFile } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type ObjectStore, writeBody } from "@cairn/core";
@@ -392,11 +392,27 @@ async function putAll(store: ObjectStore, dir: string): Promise<void> {
   );
 }
 
+/** The SHA-256 of every file under `dir`, by relative path: what a repository's entries record. */
+async function digestsOf(dir: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  for (const name of await filesUnder(dir)) {
+    out.set(
+      name,
+      createHash("sha256")
+        .update(await readFile(join(dir, name)))
+        .digest("hex"),
+    );
+  }
+  return out;
+}
+
 /**
  * Downloads every object of `store` into `dir`, `PARALLEL` at a time, as `cairn fs download --recursive` does:
- * downloads start while the listing goes on (rclone lists too), reading ahead at most twice `PARALLEL` keys.
+ * downloads start while the listing goes on (rclone lists too), reading ahead at most twice `PARALLEL` keys, and
+ * each file's bytes are checked against its SHA-256 as they are written (rclone checks the MD5 of each), so the
+ * store is told not to check them too.
  */
-async function getAll(store: ObjectStore, dir: string): Promise<void> {
+async function getAll(store: ObjectStore, dir: string, digests: Map<string, string>): Promise<void> {
   const folders = new Map<string, Promise<unknown>>();
   const limit = pLimit(PARALLEL);
   const running = new Set<Promise<void>>();
@@ -407,14 +423,16 @@ async function getAll(store: ObjectStore, dir: string): Promise<void> {
     const task = limit(async () => {
       await folders.get(folder);
       // As `cairn fs download` writes (apps/cli/src/local-files.ts), without its temporary name.
-      const { body } = await store.get(key);
+      const { body } = await store.get(key, { verify: false });
+      const hash = createHash("sha256");
       const handle = await open(file, "w");
       try {
-        await writeBody(handle, body);
+        await writeBody(handle, body, (chunk) => hash.update(chunk));
       } finally {
         await handle.close();
         body.destroy();
       }
+      if (hash.digest("hex") !== digests.get(key)) throw new Error(`cairn read ${key} wrong.`);
     }).finally(() => running.delete(task));
     running.add(task);
     if (running.size >= PARALLEL * 2) await Promise.race(running);
@@ -475,8 +493,9 @@ function transferCase({ remote, direction, set, params }: TransferCase): Case {
           await rcloneCopy(seed.path, join(out, "warm"), seed);
           rmSync(join(out, "warm"), { recursive: true, force: true });
           const store = await r.open("cairn", "t", params?.url);
+          const digests = await digestsOf(source);
           for (let round = 0; round < ROUNDS; round++) {
-            cairnRounds.push(await timed(() => getAll(store, join(out, "cairn"))));
+            cairnRounds.push(await timed(() => getAll(store, join(out, "cairn"), digests)));
             await checkFiles(join(out, "cairn"), set, "cairn");
             rmSync(join(out, "cairn"), { recursive: true, force: true });
             rcloneRounds.push(await rcloneCopy(seed.path, join(out, "rclone"), seed));
