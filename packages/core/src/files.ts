@@ -1,4 +1,6 @@
+import { createHash } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
+import { Transform } from "node:stream";
 
 /**
  * Bytes gathered into one write. Node's write streams write each chunk as it comes (16 KiB by default), each
@@ -43,4 +45,26 @@ async function writeAll(handle: FileHandle, parts: Uint8Array[], length: number)
   while (bytesWritten < length) {
     bytesWritten += (await handle.write(rest, bytesWritten, length - bytesWritten)).bytesWritten;
   }
+}
+
+/**
+ * Passes bytes through and fails the stream at its end, with `mismatch(actual)`, when their digest (`algorithm`,
+ * hex) is not `expected`: the reader gets every byte but learns of a mismatch before the stream ends.
+ */
+export function digestChecked(
+  algorithm: string,
+  expected: string,
+  mismatch: (actual: string) => Error,
+): Transform {
+  const hash = createHash(algorithm);
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      hash.update(chunk);
+      done(null, chunk);
+    },
+    flush(done) {
+      const actual = hash.digest("hex");
+      done(actual === expected ? null : mismatch(actual));
+    },
+  });
 }

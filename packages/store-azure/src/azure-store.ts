@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { Readable } from "node:stream";
+import { pipeline, Readable } from "node:stream";
 import {
   AnonymousCredential,
   type BlobHTTPHeaders,
@@ -14,8 +14,10 @@ import {
   AlreadyExistsError,
   ByteBudget,
   ConflictError,
+  CorruptError,
   checkListPrefix,
   compareKeys,
+  digestChecked,
   type GetOptions,
   InvalidArgumentError,
   type ListOptions,
@@ -526,34 +528,49 @@ class AzureStoreImpl implements AzureStore {
         );
       }
     }
-    const direct = await this.#direct?.get(this.#root + blobNameOf(key), range?.start ?? 0, range?.end);
+    const blobName = this.#root + blobNameOf(key);
+    let reader: ObjectReader;
+    /** The MD5 the service keeps of the whole blob (base64), to check a whole read against. */
+    let md5: string | undefined;
+    const direct = await this.#direct?.get(blobName, range?.start ?? 0, range?.end);
     if (direct) {
       const { size, etag, lastModified, body } = direct;
-      return { key, size, etag: bareEtag(etag), ...(lastModified && { lastModified }), body };
-    }
-    try {
-      const count = range ? (range.end === undefined ? undefined : range.end - range.start + 1) : undefined;
-      // maxRetryRequests resumes a broken download where it stopped, pinned to the same version by its ETag.
-      const res = await this.#blob(key).download(range?.start ?? 0, count, { maxRetryRequests: 5 });
-      const total = res.contentRange ? Number(/\/(\d+)$/.exec(res.contentRange)?.[1]) : res.contentLength;
-      const body = (res.readableStreamBody as Readable | undefined) ?? Readable.from([]);
-      return {
-        key,
-        size: Number.isFinite(total) ? Number(total) : (res.contentLength ?? 0),
-        etag: bareEtag(res.etag),
-        ...(res.lastModified ? { lastModified: res.lastModified } : {}),
-        body,
-      };
-    } catch (error) {
-      const e = serviceError(error);
-      if (e.statusCode === 416 && range) {
-        throw new InvalidArgumentError(
-          `The range starts at byte ${range.start}, beyond the end of "${key}" in ${this.url}.`,
-          { cause: e },
-        );
+      reader = { key, size, etag: bareEtag(etag), ...(lastModified && { lastModified }), body };
+      md5 = direct.contentMd5;
+    } else {
+      try {
+        const count = range ? (range.end === undefined ? undefined : range.end - range.start + 1) : undefined;
+        // maxRetryRequests resumes a broken download where it stopped, pinned to the same version by its ETag.
+        const res = await this.#blob(key).download(range?.start ?? 0, count, { maxRetryRequests: 5 });
+        const total = res.contentRange ? Number(/\/(\d+)$/.exec(res.contentRange)?.[1]) : res.contentLength;
+        reader = {
+          key,
+          size: Number.isFinite(total) ? Number(total) : (res.contentLength ?? 0),
+          etag: bareEtag(res.etag),
+          ...(res.lastModified ? { lastModified: res.lastModified } : {}),
+          body: (res.readableStreamBody as Readable | undefined) ?? Readable.from([]),
+        };
+        md5 = res.contentMD5 ? Buffer.from(res.contentMD5).toString("base64") : undefined;
+      } catch (error) {
+        const e = serviceError(error);
+        if (e.statusCode === 416 && range) {
+          throw new InvalidArgumentError(
+            `The range starts at byte ${range.start}, beyond the end of "${key}" in ${this.url}.`,
+            { cause: e },
+          );
+        }
+        throw this.#error(error, key, "read");
       }
-      throw this.#error(error, key, "read");
     }
+    if (range || md5 === undefined || options.verify === false) return reader;
+    // A whole read of a blob whose MD5 the service keeps (one Put Blob, or a client that sent it) is checked
+    // against it: a mismatch fails the stream at its end.
+    const check = digestChecked("md5", Buffer.from(md5, "base64").toString("hex"), () => {
+      return new CorruptError(
+        `The bytes read of "${key}" in ${this.url} do not match the MD5 the service keeps of it (Content-MD5): they changed or were damaged in transit.`,
+      );
+    });
+    return { ...reader, body: pipeline(reader.body, check, () => {}) };
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {

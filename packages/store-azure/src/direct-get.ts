@@ -66,6 +66,8 @@ export interface DirectAnswer {
   size: number;
   etag: string;
   lastModified: Date | undefined;
+  /** The MD5 the service keeps of the whole blob (`Content-MD5`, base64), when it sent one. */
+  contentMd5: string | undefined;
   body: Readable;
 }
 
@@ -199,6 +201,7 @@ export class DirectGet {
       size: Number.isFinite(total) ? total : length,
       etag,
       lastModified: h["last-modified"] ? new Date(h["last-modified"]) : undefined,
+      contentMd5: Array.isArray(h["content-md5"]) ? h["content-md5"][0] : h["content-md5"],
       // Small answers are read whole first: one stream over chunks in memory costs less than one over a
       // generator over the response, and a cut is resumed before the caller sees a byte.
       body:

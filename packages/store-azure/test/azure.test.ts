@@ -409,6 +409,29 @@ describe("faults", () => {
     await expect(collect(reader.body)).rejects.toThrow();
   });
 
+  it("checks whole reads against the MD5 the service keeps, unless told the caller checks them", async () => {
+    const proxy = await startProxy(endpoint);
+    onTestFinished(() => proxy.cut());
+    const env = { AZURE_STORAGE_CONNECTION_STRING: connectionString.replace(endpoint, proxy.endpoint) };
+    const store = await open("", env);
+    // Up to 4 MiB read whole by get, larger streamed: both fail at their end.
+    for (const size of [64 * KiB, 6 * MiB]) {
+      const bytes = randomBytes(size);
+      await store.put("k", bytes, { size });
+      proxy.corruptNextBody();
+      await expectCode(read(store, "k"), "CORRUPT");
+
+      proxy.corruptNextBody();
+      const unchecked = Buffer.concat(await collect((await store.get("k", { verify: false })).body));
+      expect(unchecked.subarray(1).equals(bytes.subarray(1))).toBe(true);
+      expect(unchecked[0]).toBe(bytes[0]! ^ 0xff);
+      // A range is not the whole blob, and is not checked.
+      proxy.corruptNextBody();
+      const part = Buffer.concat(await collect((await store.get("k", { range: { start: 0, end: 9 } })).body));
+      expect(part[0]).toBe(bytes[0]! ^ 0xff);
+    }
+  });
+
   it("retries 503 (throttling) with backoff, and gives up with UNAVAILABLE after its retries", async () => {
     const proxy = await startProxy(endpoint);
     onTestFinished(() => proxy.cut());

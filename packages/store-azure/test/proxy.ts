@@ -20,6 +20,8 @@ export interface FaultProxy {
   readonly seen: { method: string; url: string; headers: IncomingHttpHeaders }[];
   /** Cuts the connection of the next answer with a body once `bytes` of its body have gone through. */
   cutNextBody(bytes: number): void;
+  /** Flips the first byte of the body of the next answer with a body. */
+  corruptNextBody(): void;
   /** Stops listening and cuts every open connection, as a crashed server would. */
   cut(): Promise<void>;
   /** Listens again on the same port. */
@@ -36,6 +38,7 @@ export async function startProxy(target: string): Promise<FaultProxy> {
   let requests = 0;
   const seen: FaultProxy["seen"] = [];
   let cutAt: number | undefined;
+  let corrupt = false;
   let server: Server | undefined;
 
   const listen = () =>
@@ -57,7 +60,22 @@ export async function startProxy(target: string): Promise<FaultProxy> {
           { host: hostname, port: targetPort, method: req.method, path: req.url, headers: req.headers },
           (up) => {
             res.writeHead(up.statusCode ?? 502, up.headers);
-            const cut = Number(up.headers["content-length"] ?? 0) > 0 ? cutAt : undefined;
+            const hasBody = Number(up.headers["content-length"] ?? 0) > 0;
+            if (hasBody && corrupt) {
+              corrupt = false;
+              let first = true;
+              up.on("data", (chunk: Buffer) => {
+                if (first) {
+                  chunk = Buffer.from(chunk);
+                  chunk[0]! ^= 0xff;
+                  first = false;
+                }
+                res.write(chunk);
+              });
+              up.on("end", () => res.end());
+              return;
+            }
+            const cut = hasBody ? cutAt : undefined;
             if (cut === undefined) {
               up.pipe(res);
               return;
@@ -103,6 +121,9 @@ export async function startProxy(target: string): Promise<FaultProxy> {
     seen,
     cutNextBody(bytes) {
       cutAt = bytes;
+    },
+    corruptNextBody() {
+      corrupt = true;
     },
     async cut() {
       const s = server;

@@ -23,6 +23,7 @@ import {
   CorruptError,
   checkListPrefix,
   compareKeys,
+  digestChecked,
   type GetOptions,
   InvalidArgumentError,
   type ListOptions,
@@ -288,18 +289,8 @@ const corrupt = (key: string, url: string) =>
   );
 
 /** Passes the bytes through and fails the stream at its end when their MD5 is not `md5`. */
-function md5Check(md5: string, key: string, url: string): Transform {
-  const hash = createHash("md5");
-  return new Transform({
-    transform(chunk: Buffer, _encoding, done) {
-      hash.update(chunk);
-      done(null, chunk);
-    },
-    flush(done) {
-      done(hash.digest("hex") === md5 ? null : corrupt(key, url));
-    },
-  });
-}
+const md5Check = (md5: string, key: string, url: string) =>
+  digestChecked("md5", md5, () => corrupt(key, url));
 
 /** Skips `skip` bytes, passes `take`, and drops the rest. */
 function slice(skip: number, take: number): Transform {
