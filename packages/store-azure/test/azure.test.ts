@@ -14,7 +14,7 @@ import { describe, expect, it, onTestFinished } from "vitest";
 import { type AzureStore, azureStoreOptions, createAzureStore, factory } from "../src/index.js";
 import { utf8Order } from "../src/keys.js";
 import { containerClient, newContainer, useAzurite } from "./helpers.js";
-import { startProxy } from "./proxy.js";
+import { type FaultProxy, startProxy } from "./proxy.js";
 
 const { endpoint, connectionString } = useAzurite();
 const container = await newContainer(endpoint);
@@ -32,6 +32,14 @@ async function open(
   const store = createAzureStore({ ...azureStoreOptions(url, env), ...extra });
   onTestFinished(() => store.close());
   return store;
+}
+
+/** A fault proxy in front of Azurite (cut when the test ends) and a store reaching Azurite through it. */
+async function throughProxy(query: string): Promise<{ proxy: FaultProxy; store: AzureStore }> {
+  const proxy = await startProxy(endpoint);
+  onTestFinished(() => proxy.cut());
+  const env = { AZURE_STORAGE_CONNECTION_STRING: connectionString.replace(endpoint, proxy.endpoint) };
+  return { proxy, store: await open(query, env) };
 }
 
 async function read(store: ObjectStore, key: string): Promise<Buffer> {
@@ -346,10 +354,7 @@ describe("faults", () => {
   });
 
   it("reads blobs in one request without the SDK, and leaves other answers to it", async () => {
-    const proxy = await startProxy(endpoint);
-    onTestFinished(() => proxy.cut());
-    const env = { AZURE_STORAGE_CONNECTION_STRING: connectionString.replace(endpoint, proxy.endpoint) };
-    const store = await open("", env);
+    const { proxy, store } = await throughProxy("");
     // The SDK marks each of its requests with a client request id; the store's direct reads carry none.
     const bySdk = () => proxy.seen.map((r) => r.headers["x-ms-client-request-id"] !== undefined);
     await store.put("a b/k(1)!", utf8("0123456789"));
@@ -381,10 +386,7 @@ describe("faults", () => {
   });
 
   it("resumes a read cut short where it stopped, pinned to the version it started on", async () => {
-    const proxy = await startProxy(endpoint);
-    onTestFinished(() => proxy.cut());
-    const env = { AZURE_STORAGE_CONNECTION_STRING: connectionString.replace(endpoint, proxy.endpoint) };
-    const store = await open("", env);
+    const { proxy, store } = await throughProxy("");
     // Up to 4 MiB a blob is read whole before `get` returns; larger ones are streamed.
     for (const size of [3 * MiB, 6 * MiB]) {
       const bytes = randomBytes(size);
@@ -410,10 +412,7 @@ describe("faults", () => {
   });
 
   it("checks whole reads against the MD5 the service keeps, unless told the caller checks them", async () => {
-    const proxy = await startProxy(endpoint);
-    onTestFinished(() => proxy.cut());
-    const env = { AZURE_STORAGE_CONNECTION_STRING: connectionString.replace(endpoint, proxy.endpoint) };
-    const store = await open("", env);
+    const { proxy, store } = await throughProxy("");
     // Up to 4 MiB read whole by get, larger streamed: both fail at their end.
     for (const size of [64 * KiB, 6 * MiB]) {
       const bytes = randomBytes(size);
@@ -433,10 +432,7 @@ describe("faults", () => {
   });
 
   it("retries 503 (throttling) with backoff, and gives up with UNAVAILABLE after its retries", async () => {
-    const proxy = await startProxy(endpoint);
-    onTestFinished(() => proxy.cut());
-    const env = { AZURE_STORAGE_CONNECTION_STRING: connectionString.replace(endpoint, proxy.endpoint) };
-    const store = await open("?retries=2", env);
+    const { proxy, store } = await throughProxy("?retries=2");
     proxy.failNext(2, 503, "ServerBusy");
     const before = proxy.requests;
     await store.put("k", utf8("after two 503s"));
@@ -450,10 +446,7 @@ describe("faults", () => {
   });
 
   it("gives up on a hung server after its timeout in seconds", async () => {
-    const proxy = await startProxy(endpoint);
-    onTestFinished(() => proxy.cut());
-    const env = { AZURE_STORAGE_CONNECTION_STRING: connectionString.replace(endpoint, proxy.endpoint) };
-    const store = await open("?retries=0&timeout=1", env);
+    const { proxy, store } = await throughProxy("?retries=0&timeout=1");
     proxy.failNext(1, 0, "");
     const started = Date.now();
     const error = await expectCode(store.head("k"), "UNAVAILABLE");
@@ -462,10 +455,7 @@ describe("faults", () => {
   });
 
   it("leaves nothing when the connection is cut in the middle of a staged upload, and a retry succeeds", async () => {
-    const proxy = await startProxy(endpoint);
-    onTestFinished(() => proxy.cut());
-    const env = { AZURE_STORAGE_CONNECTION_STRING: connectionString.replace(endpoint, proxy.endpoint) };
-    const store = await open("?retries=1&timeout=5&blockSize=1MiB&concurrency=2", env);
+    const { proxy, store } = await throughProxy("?retries=1&timeout=5&blockSize=1MiB&concurrency=2");
     const direct = createAzureStore({ ...azureStoreOptions(store.url), prefix: store.prefix });
     const error = await expectCode(
       store.put(

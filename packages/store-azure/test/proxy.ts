@@ -1,5 +1,6 @@
 import { createServer, type IncomingHttpHeaders, request, type Server } from "node:http";
 import type { Socket } from "node:net";
+import { pipeCorrupted } from "@cairn/testkit";
 import { freePort } from "@cairn/testkit/servers";
 
 /**
@@ -63,16 +64,7 @@ export async function startProxy(target: string): Promise<FaultProxy> {
             const hasBody = Number(up.headers["content-length"] ?? 0) > 0;
             if (hasBody && corrupt) {
               corrupt = false;
-              let first = true;
-              up.on("data", (chunk: Buffer) => {
-                if (first) {
-                  chunk = Buffer.from(chunk);
-                  chunk[0]! ^= 0xff;
-                  first = false;
-                }
-                res.write(chunk);
-              });
-              up.on("end", () => res.end());
+              pipeCorrupted(up, res);
               return;
             }
             const cut = hasBody ? cutAt : undefined;

@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { CreateBucketCommand, S3Client } from "@aws-sdk/client-s3";
-import { randomName } from "@cairn/testkit";
+import { pipeCorrupted, randomName } from "@cairn/testkit";
 import { EMULATOR_CREDENTIALS, freePort, startServer, type TestServer } from "@cairn/testkit/servers";
 
 /** A client of the test server, for what the store does not do: creating buckets, reading behind its back. */
@@ -99,16 +99,7 @@ export async function startProxy(target: string): Promise<RecordingProxy> {
         res.writeHead(answer.statusCode ?? 502, answer.headers);
         if (req.method === "GET" && answer.statusCode === 200 && proxy.corruptNext > 0) {
           proxy.corruptNext--;
-          let first = true;
-          answer.on("data", (chunk: Buffer) => {
-            if (first && chunk.length > 0) {
-              chunk = Buffer.from(chunk);
-              chunk[0]! ^= 0xff;
-              first = false;
-            }
-            res.write(chunk);
-          });
-          answer.on("end", () => res.end());
+          pipeCorrupted(answer, res);
           return;
         }
         answer.pipe(res);

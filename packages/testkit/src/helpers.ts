@@ -79,3 +79,20 @@ export async function expectCode(promise: Promise<unknown>, code: ErrorCode): Pr
   expect(hasCode(error, code), `${(error as { code?: string }).code}: ${error.message}`).toBe(true);
   return error;
 }
+
+/**
+ * Pipes an HTTP answer's body to the client with its first byte flipped, as a fault-injecting proxy does to
+ * show that a reader checks what it reads.
+ */
+export function pipeCorrupted(from: NodeJS.ReadableStream, to: NodeJS.WritableStream): void {
+  let first = true;
+  from.on("data", (chunk: Buffer) => {
+    if (first && chunk.length > 0) {
+      chunk = Buffer.from(chunk);
+      chunk[0]! ^= 0xff;
+      first = false;
+    }
+    to.write(chunk);
+  });
+  from.on("end", () => to.end());
+}
