@@ -1,9 +1,9 @@
 import { createHash, randomBytes } from "node:crypto";
 import { collect, expectCode, randomName } from "@cairn/testkit";
 import { freePort } from "@cairn/testkit/servers";
-import { describe, expect, inject, it } from "vitest";
+import { describe, expect, inject, it, onTestFinished } from "vitest";
 import { createS3Store, factory, formatS3Url, parseS3Url, type S3Store } from "../src/index.js";
-import { newBucket, restartableS3rver, startProxy } from "./helpers.js";
+import { newBucket, type RecordingProxy, restartableS3rver, startProxy } from "./helpers.js";
 
 const endpoint = inject("s3Endpoint");
 const bucket = await newBucket(endpoint);
@@ -13,6 +13,13 @@ const utf8 = (s: string) => new TextEncoder().encode(s);
 
 async function openStore(params = "", base = endpoint, inBucket = bucket): Promise<S3Store> {
   return factory.open(`s3://${inBucket}/${randomName("s3")}?endpoint=${base}${params}`);
+}
+
+/** A recording proxy in front of s3rver (closed when the test ends) and a store reaching s3rver through it. */
+async function throughProxy(params: string): Promise<{ proxy: RecordingProxy; store: S3Store }> {
+  const proxy = await startProxy(endpoint);
+  onTestFinished(() => proxy.close());
+  return { proxy, store: await openStore(params, proxy.endpoint) };
 }
 
 async function readAll(store: S3Store, key: string): Promise<Buffer> {
@@ -245,138 +252,108 @@ describe("s3 store", () => {
   });
 
   it("sends If-None-Match: * in conditional mode, and one request per plain put", async () => {
-    const proxy = await startProxy(endpoint);
-    try {
-      const store = await openStore("&createOnly=conditional", proxy.endpoint);
-      expect(await store.createOnlyMode()).toBe("conditional");
-      await store.put("plain", utf8("plain"));
-      expect(proxy.requests.map((r) => r.method)).toEqual(["PUT"]);
-      expect(proxy.requests[0]!.headers["if-none-match"]).toBeUndefined();
-      proxy.requests.length = 0;
-      await store.put("created", utf8("created"), { createOnly: true });
-      expect(proxy.requests.map((r) => [r.method, r.headers["if-none-match"]])).toEqual([["PUT", "*"]]);
-      proxy.requests.length = 0;
-      await store.copy("plain", "copied", { createOnly: true });
-      const copy = proxy.requests.find((r) => r.headers["x-amz-copy-source"] !== undefined);
-      expect(copy?.headers["if-none-match"]).toBe("*");
-    } finally {
-      await proxy.close();
-    }
+    const { proxy, store } = await throughProxy("&createOnly=conditional");
+    expect(await store.createOnlyMode()).toBe("conditional");
+    await store.put("plain", utf8("plain"));
+    expect(proxy.requests.map((r) => r.method)).toEqual(["PUT"]);
+    expect(proxy.requests[0]!.headers["if-none-match"]).toBeUndefined();
+    proxy.requests.length = 0;
+    await store.put("created", utf8("created"), { createOnly: true });
+    expect(proxy.requests.map((r) => [r.method, r.headers["if-none-match"]])).toEqual([["PUT", "*"]]);
+    proxy.requests.length = 0;
+    await store.copy("plain", "copied", { createOnly: true });
+    const copy = proxy.requests.find((r) => r.headers["x-amz-copy-source"] !== undefined);
+    expect(copy?.headers["if-none-match"]).toBe("*");
   });
 
   it("reads objects in one request without the SDK, and leaves other answers to it", async () => {
-    const proxy = await startProxy(endpoint);
+    const { proxy, store } = await throughProxy("");
     // The SDK marks each of its requests with an invocation id; the store's direct reads carry none.
     const bySdk = () => proxy.requests.map((r) => r.headers["amz-sdk-invocation-id"] !== undefined);
-    try {
-      const store = await openStore("", proxy.endpoint);
-      await store.put("a b/k(1)!", utf8("0123456789"));
-      proxy.requests.length = 0;
-      expect((await readAll(store, "a b/k(1)!")).toString()).toBe("0123456789");
-      const part = await store.get("a b/k(1)!", { range: { start: 2, end: 4 } });
-      expect(Buffer.concat(await collect(part.body)).toString()).toBe("234");
-      expect(part.size).toBe(10);
-      expect(bySdk()).toEqual([false, false]);
+    await store.put("a b/k(1)!", utf8("0123456789"));
+    proxy.requests.length = 0;
+    expect((await readAll(store, "a b/k(1)!")).toString()).toBe("0123456789");
+    const part = await store.get("a b/k(1)!", { range: { start: 2, end: 4 } });
+    expect(Buffer.concat(await collect(part.body)).toString()).toBe("234");
+    expect(part.size).toBe(10);
+    expect(bySdk()).toEqual([false, false]);
 
-      // A missing key: the SDK asks again and reports it.
-      proxy.requests.length = 0;
-      await expectCode(store.get("missing"), "NOT_FOUND");
-      expect(bySdk()).toEqual([false, true]);
+    // A missing key: the SDK asks again and reports it.
+    proxy.requests.length = 0;
+    await expectCode(store.get("missing"), "NOT_FOUND");
+    expect(bySdk()).toEqual([false, true]);
 
-      // A refusal: the SDK asks again, and every later read goes through it.
-      proxy.requests.length = 0;
-      proxy.refuseNext = 1;
-      expect((await readAll(store, "a b/k(1)!")).toString()).toBe("0123456789");
-      expect((await readAll(store, "a b/k(1)!")).toString()).toBe("0123456789");
-      expect(bySdk()).toEqual([false, true, true]);
-    } finally {
-      await proxy.close();
-    }
+    // A refusal: the SDK asks again, and every later read goes through it.
+    proxy.requests.length = 0;
+    proxy.refuseNext = 1;
+    expect((await readAll(store, "a b/k(1)!")).toString()).toBe("0123456789");
+    expect((await readAll(store, "a b/k(1)!")).toString()).toBe("0123456789");
+    expect(bySdk()).toEqual([false, true, true]);
   });
 
   it("checks whole reads against the MD5 of their ETag, unless told the caller checks them", async () => {
-    const proxy = await startProxy(endpoint);
-    try {
-      const store = await openStore("", proxy.endpoint);
-      const small = randomBytes(64 * 1024);
-      const big = randomBytes(5 * MiB);
-      await store.put("small", small);
-      await store.put("big", big);
+    const { proxy, store } = await throughProxy("");
+    const small = randomBytes(64 * 1024);
+    const big = randomBytes(5 * MiB);
+    await store.put("small", small);
+    await store.put("big", big);
 
-      // Up to 4 MiB the bytes are checked before get returns, and a mismatch is read again.
-      proxy.requests.length = 0;
-      proxy.corruptNext = 1;
-      expect((await readAll(store, "small")).equals(small)).toBe(true);
-      expect(proxy.requests.filter((r) => r.method === "GET")).toHaveLength(2);
-      // Larger ones fail at their end.
-      proxy.corruptNext = 1;
-      await expectCode(readAll(store, "big"), "CORRUPT");
+    // Up to 4 MiB the bytes are checked before get returns, and a mismatch is read again.
+    proxy.requests.length = 0;
+    proxy.corruptNext = 1;
+    expect((await readAll(store, "small")).equals(small)).toBe(true);
+    expect(proxy.requests.filter((r) => r.method === "GET")).toHaveLength(2);
+    // Larger ones fail at their end.
+    proxy.corruptNext = 1;
+    await expectCode(readAll(store, "big"), "CORRUPT");
 
-      // verify: false hands over what came, once.
-      proxy.requests.length = 0;
-      proxy.corruptNext = 1;
-      const unchecked = Buffer.concat(await collect((await store.get("small", { verify: false })).body));
-      expect(unchecked.equals(small)).toBe(false);
-      expect(unchecked.subarray(1).equals(small.subarray(1))).toBe(true);
-      expect(proxy.requests).toHaveLength(1);
-    } finally {
-      await proxy.close();
-    }
+    // verify: false hands over what came, once.
+    proxy.requests.length = 0;
+    proxy.corruptNext = 1;
+    const unchecked = Buffer.concat(await collect((await store.get("small", { verify: false })).body));
+    expect(unchecked.equals(small)).toBe(false);
+    expect(unchecked.subarray(1).equals(small.subarray(1))).toBe(true);
+    expect(proxy.requests).toHaveLength(1);
   });
 
   it("reads through the SDK alone with one attempt per request", async () => {
-    const proxy = await startProxy(endpoint);
-    try {
-      const store = await openStore("&maxAttempts=1", proxy.endpoint);
-      await store.put("k", utf8("once"));
-      proxy.requests.length = 0;
-      proxy.failNext = 1;
-      await expectCode(store.get("k"), "UNAVAILABLE");
-      expect(proxy.requests).toHaveLength(1);
-      expect(proxy.requests[0]!.headers["amz-sdk-invocation-id"]).toBeDefined();
-    } finally {
-      await proxy.close();
-    }
+    const { proxy, store } = await throughProxy("&maxAttempts=1");
+    await store.put("k", utf8("once"));
+    proxy.requests.length = 0;
+    proxy.failNext = 1;
+    await expectCode(store.get("k"), "UNAVAILABLE");
+    expect(proxy.requests).toHaveLength(1);
+    expect(proxy.requests[0]!.headers["amz-sdk-invocation-id"]).toBeDefined();
   });
 
   it("retries throttling and 5xx answers, and reports them as UNAVAILABLE when attempts run out", async () => {
-    const proxy = await startProxy(endpoint);
-    try {
-      const store = await openStore("&maxAttempts=3", proxy.endpoint);
-      proxy.failNext = 2;
-      const info = await store.put("k", utf8("after two refusals"));
-      expect(info.size).toBe(18);
-      expect(proxy.requests.filter((r) => r.method === "PUT")).toHaveLength(3);
-      expect((await readAll(store, "k")).toString()).toBe("after two refusals");
+    const { proxy, store } = await throughProxy("&maxAttempts=3");
+    proxy.failNext = 2;
+    const info = await store.put("k", utf8("after two refusals"));
+    expect(info.size).toBe(18);
+    expect(proxy.requests.filter((r) => r.method === "PUT")).toHaveLength(3);
+    expect((await readAll(store, "k")).toString()).toBe("after two refusals");
 
-      proxy.failNext = 100;
-      const error = await expectCode(store.get("k"), "UNAVAILABLE");
-      expect(error.message).toContain('"k"');
-      expect(error.message).toContain(store.url);
-      expect(error.message).toContain("SlowDown");
-      expect(100 - proxy.failNext).toBe(3);
-    } finally {
-      await proxy.close();
-    }
+    proxy.failNext = 100;
+    const error = await expectCode(store.get("k"), "UNAVAILABLE");
+    expect(error.message).toContain('"k"');
+    expect(error.message).toContain(store.url);
+    expect(error.message).toContain("SlowDown");
+    expect(100 - proxy.failNext).toBe(3);
   });
 
   it("aborts a multipart upload whose body fails, leaving no object", async () => {
-    const proxy = await startProxy(endpoint);
-    try {
-      const store = await openStore("&partSize=5", proxy.endpoint);
-      const hash = createHash("sha256");
-      const failing = generate(30 * MiB, hash, async (i) => {
-        if (i === 12) throw new Error("the body failed on purpose");
-      });
-      await expect(store.put("big", failing)).rejects.toThrow("the body failed on purpose");
-      const abort = proxy.requests.find((r) => r.method === "DELETE" && r.url.includes("uploadId="));
-      expect(abort, "an AbortMultipartUpload request").toBeDefined();
-      expect(proxy.requests.some((r) => r.method === "POST" && r.url.includes("uploadId="))).toBe(false);
-      expect(await store.head("big")).toBeUndefined();
-      expect(await collect(store.list(""))).toEqual([]);
-    } finally {
-      await proxy.close();
-    }
+    const { proxy, store } = await throughProxy("&partSize=5");
+    const hash = createHash("sha256");
+    const failing = generate(30 * MiB, hash, async (i) => {
+      if (i === 12) throw new Error("the body failed on purpose");
+    });
+    await expect(store.put("big", failing)).rejects.toThrow("the body failed on purpose");
+    const abort = proxy.requests.find((r) => r.method === "DELETE" && r.url.includes("uploadId="));
+    expect(abort, "an AbortMultipartUpload request").toBeDefined();
+    expect(proxy.requests.some((r) => r.method === "POST" && r.url.includes("uploadId="))).toBe(false);
+    expect(await store.head("big")).toBeUndefined();
+    expect(await collect(store.list(""))).toEqual([]);
   });
 
   it("uploads in parts above the part size, and the object appears whole", async () => {
@@ -422,37 +399,30 @@ describe("s3 store", () => {
   });
 
   it("streams a body of known size in one PUT with singlePutLimit, failing it when the body fails or lies about its size", async () => {
-    const proxy = await startProxy(endpoint);
-    try {
-      const store = await openStore("&partSize=5&singlePutLimit=16", proxy.endpoint);
-      const hash = createHash("sha256");
-      const info = await store.put("one", generate(12 * MiB, hash), { size: 12 * MiB });
-      expect(info.size).toBe(12 * MiB);
-      expect(proxy.requests.map((r) => r.method)).toEqual(["PUT"]);
-      const read = createHash("sha256");
-      for await (const chunk of (await store.get("one")).body) read.update(chunk as Buffer);
-      expect(read.digest("hex")).toBe(hash.digest("hex"));
+    const { proxy, store } = await throughProxy("&partSize=5&singlePutLimit=16");
+    const hash = createHash("sha256");
+    const info = await store.put("one", generate(12 * MiB, hash), { size: 12 * MiB });
+    expect(info.size).toBe(12 * MiB);
+    expect(proxy.requests.map((r) => r.method)).toEqual(["PUT"]);
+    const read = createHash("sha256");
+    for await (const chunk of (await store.get("one")).body) read.update(chunk as Buffer);
+    expect(read.digest("hex")).toBe(hash.digest("hex"));
 
-      const failing = generate(12 * MiB, createHash("sha256"), async (i) => {
-        if (i === 6) throw new Error("the body failed on purpose");
-      });
-      await expect(store.put("two", failing, { size: 12 * MiB })).rejects.toThrow(
-        "the body failed on purpose",
+    const failing = generate(12 * MiB, createHash("sha256"), async (i) => {
+      if (i === 6) throw new Error("the body failed on purpose");
+    });
+    await expect(store.put("two", failing, { size: 12 * MiB })).rejects.toThrow("the body failed on purpose");
+    for (const size of [12 * MiB - 1, 12 * MiB + 1]) {
+      const error = await expectCode(
+        store.put("two", generate(12 * MiB, createHash("sha256")), { size }),
+        "INVALID_ARGUMENT",
       );
-      for (const size of [12 * MiB - 1, 12 * MiB + 1]) {
-        const error = await expectCode(
-          store.put("two", generate(12 * MiB, createHash("sha256")), { size }),
-          "INVALID_ARGUMENT",
-        );
-        expect(error.message).toContain(`not the ${size}`);
-      }
-      // Each failed PUT was ended early (S3 then stores nothing; s3rver keeps what it received, which is why
-      // streamed PUTs are not the default).
-      expect(proxy.requests.filter((r) => r.method === "PUT")).toHaveLength(4);
-      expect((await store.head("one"))?.size).toBe(12 * MiB);
-    } finally {
-      await proxy.close();
+      expect(error.message).toContain(`not the ${size}`);
     }
+    // Each failed PUT was ended early (S3 then stores nothing; s3rver keeps what it received, which is why
+    // streamed PUTs are not the default).
+    expect(proxy.requests.filter((r) => r.method === "PUT")).toHaveLength(4);
+    expect((await store.head("one"))?.size).toBe(12 * MiB);
   });
 
   it("survives the server going away mid-upload: nothing partial is visible, and the put can be retried", {
