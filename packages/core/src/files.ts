@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { FileHandle } from "node:fs/promises";
-import { Transform } from "node:stream";
+import { Readable, Transform } from "node:stream";
 
 /**
  * Bytes gathered into one write. Node's write streams write each chunk as it comes (16 KiB by default), each
@@ -65,6 +65,19 @@ export function digestChecked(
     flush(done) {
       const actual = hash.digest("hex");
       done(actual === expected ? null : mismatch(actual));
+    },
+  });
+}
+
+/**
+ * A stream of chunks already in memory, one push per chunk: for bodies read whole before they are handed over
+ * (to check them first, or to resume a cut read before the caller sees a byte).
+ */
+export function chunkStream(chunks: readonly Uint8Array[]): Readable {
+  let next = 0;
+  return new Readable({
+    read() {
+      this.push(next < chunks.length ? chunks[next++] : null);
     },
   });
 }

@@ -29,7 +29,7 @@ import {
   type PutOptions,
   UnavailableError,
 } from "@cairn/core";
-import { DirectGet } from "./direct-get.js";
+import { DirectReads } from "./direct-reads.js";
 import { type AzureAction, mapAzureError, serviceError } from "./errors.js";
 import { blobNameOf, checkKey, keyOfBlobName, keyProblem, utf8Order } from "./keys.js";
 
@@ -135,7 +135,7 @@ export function createAzureStore(options: AzureStoreOptions): AzureStore {
   }
   const url = options.url ?? `azure://${options.container}/${prefix}`.replace(/\/$/, "");
   let client = options.containerClient;
-  let direct: DirectGet | undefined;
+  let direct: DirectReads | undefined;
   if (!client) {
     if (!options.endpoint) throw new InvalidArgumentError(`The Azure store ${url} needs an endpoint.`);
     const timeoutMs = (options.timeoutSeconds ?? 60) * 1000;
@@ -154,7 +154,7 @@ export function createAzureStore(options: AzureStoreOptions): AzureStore {
     );
     const base = `${options.endpoint.replace(/\/+$/, "")}/${encodeURIComponent(options.container)}`;
     client = new ContainerClient(options.sas ? `${base}?${options.sas}` : base, pipeline);
-    direct = DirectGet.create({
+    direct = DirectReads.create({
       endpoint: options.endpoint,
       container: options.container,
       credential: options.credential,
@@ -223,7 +223,7 @@ interface Config {
   uploadBuffer: number;
   pageSize: number;
   /** Reads without the SDK's pipeline, for a client the store made with a SAS or an account key. */
-  direct: DirectGet | undefined;
+  direct: DirectReads | undefined;
 }
 
 /** ETags come quoted in headers and bare in listings: one form for both. */
@@ -290,7 +290,7 @@ class AzureStoreImpl implements AzureStore {
   readonly #pageSize: number;
   /** The block buffers of this store's uploads of streams, shared by its puts. */
   readonly #uploadBuffers: ByteBudget;
-  readonly #direct: DirectGet | undefined;
+  readonly #direct: DirectReads | undefined;
   #closed = false;
 
   constructor(config: Config) {

@@ -22,6 +22,7 @@ import {
   ByteBudget,
   CorruptError,
   checkListPrefix,
+  chunkStream,
   compareKeys,
   digestChecked,
   type GetOptions,
@@ -315,16 +316,6 @@ async function readAll(body: Readable): Promise<{ chunks: Buffer[]; md5: string 
     chunks.push(chunk as Buffer);
   }
   return { chunks, md5: hash.digest("hex") };
-}
-
-/** A stream of bytes already in memory. */
-function chunkStream(chunks: Buffer[]): Readable {
-  let next = 0;
-  return new Readable({
-    read() {
-      this.push(next < chunks.length ? chunks[next++] : null);
-    },
-  });
 }
 
 class S3StoreImpl implements S3Store {

@@ -15,6 +15,7 @@ import {
   generateBlobSASQueryParameters,
   StorageSharedKeyCredential,
 } from "@azure/storage-blob";
+import { chunkStream } from "@cairn/core";
 import { XMLParser } from "fast-xml-parser";
 
 /** The service version asked for; every version since has the same GET Blob answer for what is read here. */
@@ -85,28 +86,12 @@ export interface DirectOptions {
 /** Answers up to this size are read whole before they are handed over. */
 const IN_MEMORY = 4 * 1024 * 1024;
 
-async function collectAll(bytes: AsyncIterable<Buffer>): Promise<Buffer[]> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of bytes) chunks.push(chunk);
-  return chunks;
-}
-
-/** A stream of chunks already in memory. */
-function chunkStream(chunks: Buffer[]): Readable {
-  let next = 0;
-  return new Readable({
-    read() {
-      this.push(next < chunks.length ? chunks[next++] : null);
-    },
-  });
-}
-
 /** `bytes=start-end` for `x-ms-range`, or `undefined` for the whole blob. */
 const rangeHeader = (start: number, end: number | undefined) =>
   start === 0 && end === undefined ? undefined : `bytes=${start}-${end ?? ""}`;
 
-/** Reads blobs of one container with the store's credential, or says the SDK should. */
-export class DirectGet {
+/** Reads blobs and listing pages of one container with the store's credential, or says the SDK should. */
+export class DirectReads {
   readonly #options: DirectOptions;
   readonly #base: URL;
   readonly #containerPath: string;
@@ -132,11 +117,11 @@ export class DirectGet {
    * A reader for the store's credential: its SAS, a SAS signed with its account key, or none (a public
    * container); `undefined` for other credentials (tokens), which only the SDK's pipeline knows how to use.
    */
-  static create(options: DirectOptions): DirectGet | undefined {
+  static create(options: DirectOptions): DirectReads | undefined {
     if (!/^https?:\/\//i.test(options.endpoint)) return undefined;
     const { credential } = options;
     if (credential instanceof StorageSharedKeyCredential && options.sas === undefined) {
-      return new DirectGet(options, () =>
+      return new DirectReads(options, () =>
         generateBlobSASQueryParameters(
           {
             containerName: options.container,
@@ -148,7 +133,7 @@ export class DirectGet {
       );
     }
     if (credential instanceof AnonymousCredential || credential === undefined) {
-      return new DirectGet(options, undefined);
+      return new DirectReads(options, undefined);
     }
     return undefined;
   }
@@ -197,17 +182,24 @@ export class DirectGet {
         return undefined;
       });
     const bytes = resumed(res, start, last, resume);
+    let whole: Buffer[] | undefined;
+    if (length <= IN_MEMORY) {
+      // Small answers are read whole first: one stream over chunks in memory costs less than one over a
+      // generator over the response, and a cut is resumed before the caller sees a byte. One that cannot be
+      // resumed (the blob changed meanwhile) is read again by the SDK, whole and of one version.
+      whole = [];
+      try {
+        for await (const chunk of bytes) whole.push(chunk);
+      } catch {
+        return undefined;
+      }
+    }
     return {
       size: Number.isFinite(total) ? total : length,
       etag,
       lastModified: h["last-modified"] ? new Date(h["last-modified"]) : undefined,
       contentMd5: Array.isArray(h["content-md5"]) ? h["content-md5"][0] : h["content-md5"],
-      // Small answers are read whole first: one stream over chunks in memory costs less than one over a
-      // generator over the response, and a cut is resumed before the caller sees a byte.
-      body:
-        length <= IN_MEMORY
-          ? chunkStream(await collectAll(bytes))
-          : Readable.from(bytes, { objectMode: false }),
+      body: whole ? chunkStream(whole) : Readable.from(bytes, { objectMode: false }),
     };
   }
 
