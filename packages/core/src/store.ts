@@ -53,6 +53,13 @@ export interface PutOptions {
   contentType?: string;
   /** Length of `body` when known in advance; lets services pick single-part uploads. */
   size?: number;
+  /**
+   * A fresh stream of the same bytes as `body`, from their start, for when the bytes can be read twice (a
+   * file: `() => createReadStream(path)`). A store that sends a body in one request (S3) then retries that
+   * request when it fails midway, and can send large bodies whole rather than in buffered parts. Stores that
+   * do not need it never call it. Called at most once per retry; each stream it returns is read or destroyed.
+   */
+  reopen?: () => Readable | AsyncIterable<Uint8Array>;
 }
 
 export interface GetOptions {
