@@ -90,6 +90,18 @@ function networkCode(error: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * Whether a failed request is worth sending again, as the SDK's standard retry strategy judges it: no answer
+ * (a network error or a time-out), throttling, or a server error other than 501 Not Implemented.
+ */
+export function worthRetrying(error: unknown): boolean {
+  const status = httpStatus(error);
+  const code = errorCode(error);
+  if (code === "TimeoutError" || code === "RequestTimeout" || code === "SlowDown") return true;
+  if (status === undefined) return networkCode(error) !== undefined;
+  return status === 429 || (status >= 500 && status !== 501);
+}
+
 export interface ErrorContext {
   /** The store's URL, without secrets. */
   url: string;

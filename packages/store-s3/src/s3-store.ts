@@ -38,7 +38,7 @@ import {
   UnsupportedError,
 } from "@cairn/core";
 import { DirectGet, type DirectOptions, type GetAnswer } from "./direct-get.js";
-import { errorCode, httpStatus, mapS3Error, type S3Action } from "./errors.js";
+import { errorCode, httpStatus, mapS3Error, type S3Action, worthRetrying } from "./errors.js";
 import { checkKey, PROBE_FOLDER, safeStartAfter, showKey } from "./keys.js";
 import { checkEndpoint, formatS3Url } from "./url.js";
 
@@ -98,12 +98,13 @@ export interface S3StoreOptions {
   /** Parts of one multipart upload sent at once. @default 4 */
   partConcurrency?: number;
   /**
-   * Streams whose size is given (the `size` option) and at most this many bytes go up as one streamed PUT,
-   * without buffering, instead of in parts. Faster where the service assembles parts slowly (s3rver), but a
-   * streamed PUT is attempted once (its body cannot be replayed), and a service that writes objects in place
-   * (s3rver, unlike S3) may keep a partial object when such a PUT fails midway. `Uint8Array` bodies up to
-   * this size (or the part size, whichever is larger) always go up in one PUT, retried.
-   * @default 0 (streams larger than a part always go up in parts)
+   * Bodies that can be sent again go up in one PUT up to this size, retried like any request: bodies in memory,
+   * and streams given with their `size` and a `reopen` (see `PutOptions`), such as files. Larger ones, and
+   * other streams larger than a part, go up in parts. As rclone's `upload_cutoff`: one PUT is faster on most
+   * services (s3rver assembles parts by reading them again), parts are sent in parallel and retried one by one.
+   * A service that writes objects in place (s3rver; not S3, MinIO or R2) may keep a partial object when every
+   * attempt of such a PUT fails midway.
+   * @default 100 MiB
    */
   singlePutLimit?: number;
   /**
@@ -169,7 +170,7 @@ export function createS3Store(options: S3StoreOptions): S3Store {
   if (!Number.isSafeInteger(partConcurrency) || partConcurrency < 1) {
     throw new InvalidArgumentError(`The part concurrency of ${url} must be a whole number, at least 1.`);
   }
-  const single = o.singlePutLimit ?? 0;
+  const single = o.singlePutLimit ?? 100 * MiB;
   if (!Number.isSafeInteger(single) || single < 0 || single > 5 * 1024 * MiB) {
     throw new InvalidArgumentError(
       `The single PUT limit of ${url} must be a whole number of bytes up to 5 GiB.`,
@@ -188,7 +189,7 @@ export function createS3Store(options: S3StoreOptions): S3Store {
     createOnly: o.createOnly ?? "auto",
     partSize,
     partConcurrency,
-    singlePutLimit: o.singlePutLimit ?? 0,
+    singlePutLimit: single,
     uploadBuffer,
     probeScope: `${o.endpoint ?? `aws:${o.region ?? ""}`}|${o.bucket}`,
   });
@@ -240,6 +241,19 @@ function clientConfig(o: S3StoreOptions, agents: DirectOptions["agents"]) {
   } satisfies S3ClientConfig;
 }
 
+type PutParams = { Bucket: string; Key: string; ContentType?: string; IfNoneMatch?: string };
+
+/** A caller's body as the SDK reads it: see `#counted`. */
+interface CountedBody {
+  stream: Readable;
+  /** Bytes read so far. */
+  count: number;
+  /** Set when the body failed, or was not as long as its size said. */
+  failure: { error: unknown } | undefined;
+  /** Aborted on such a failure, to end the request that sends the body. */
+  abort: AbortController;
+}
+
 /** Carries an error raised by the caller's body, so it is rethrown as is rather than read as a service error. */
 class BodyError extends Error {}
 
@@ -251,8 +265,12 @@ function toBytes(chunk: unknown): Uint8Array {
 
 const etagOf = (etag: string | undefined): string => etag ?? "";
 
-/** The wait before a second attempt, as the SDK's standard retry strategy waits: up to 200 ms, full jitter. */
-const retryBackoff = () => new Promise((resolve) => setTimeout(resolve, Math.random() * 200));
+/**
+ * The wait before attempt `failed + 1`, as the SDK's standard retry strategy waits: up to 100 ms × 2^failed
+ * (200 ms before the second attempt), full jitter, at most 20 s.
+ */
+const retryBackoff = (failed = 1) =>
+  new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(20_000, 100 * 2 ** failed)));
 
 /** Whole objects up to this size are read into memory and checked before the caller gets them. */
 const VERIFY_IN_MEMORY = 4 * MiB;
@@ -451,17 +469,53 @@ class S3StoreImpl implements S3Store {
         }
       }
     }
-    const single =
-      options.size !== undefined && options.size > 0 && options.size <= this.#config.singlePutLimit;
-    // A body in memory is the caller's, and a streamed PUT buffers nothing; other streams are read into parts.
-    if (single || body instanceof Uint8Array) {
-      return this.#upload(key, params, body, options.size, createOnly, single);
+    const { size, reopen } = options;
+    if (reopen !== undefined && size !== undefined && size > 0 && size <= this.#config.singlePutLimit) {
+      return this.#putWhole(key, params, body, reopen, size, createOnly);
     }
-    const giveBack = await this.#uploadBuffers.take(this.#buffersOf(options.size));
+    // A body in memory is the caller's; other streams are read into parts.
+    if (body instanceof Uint8Array) return this.#upload(key, params, body, size, createOnly);
+    const giveBack = await this.#uploadBuffers.take(this.#buffersOf(size));
     try {
-      return await this.#upload(key, params, body, options.size, createOnly, false);
+      return await this.#upload(key, params, body, size, createOnly);
     } finally {
       giveBack();
+    }
+  }
+
+  /**
+   * One streamed PUT of a body the caller can reopen, buffering nothing. A failure worth retrying (no answer,
+   * throttling, a server error) sends it again from a reopened stream, up to the store's attempts, waiting as
+   * the SDK's standard retry strategy waits; a failure of the body itself is the caller's and is not retried.
+   */
+  async #putWhole(
+    key: string,
+    params: PutParams,
+    body: PutBody,
+    reopen: NonNullable<PutOptions["reopen"]>,
+    size: number,
+    createOnly: boolean,
+  ): Promise<ObjectInfo> {
+    for (let attempt = 1; ; attempt++) {
+      const source = attempt === 1 ? body : reopen();
+      const counted = this.#counted(key, source, size);
+      try {
+        const out = await this.#sendOnce().send(
+          new PutObjectCommand({ ...params, Body: counted.stream, ContentLength: size }),
+          { abortSignal: counted.abort.signal },
+        );
+        this.#bucketSeen = true;
+        return { key, size: counted.count, etag: etagOf(out.ETag) };
+      } catch (error) {
+        // The SDK may have stopped reading before the end, or before the start.
+        counted.stream.destroy();
+        if (source instanceof Readable) source.destroy();
+        if (counted.failure) throw counted.failure.error;
+        if (attempt >= this.#maxAttempts || !worthRetrying(error)) {
+          throw this.#putError(error, key, createOnly);
+        }
+        await retryBackoff(attempt);
+      }
     }
   }
 
@@ -496,91 +550,75 @@ class S3StoreImpl implements S3Store {
   }
 
   /**
+   * `body` as a stream for the SDK, counting its bytes against `size`. A failure of the body, or a count other
+   * than `size`, is kept in `failure` and aborts `abort`: a streamed PUT whose body fails must end its request,
+   * or the service would wait for the missing bytes.
+   */
+  #counted(key: string, body: PutBody, size: number | undefined): CountedBody {
+    const url = this.url;
+    const mismatch = (n: number, expected: number) => this.#sizeMismatch(key, n, expected);
+    const counted: CountedBody = {
+      count: 0,
+      failure: undefined,
+      abort: new AbortController(),
+      stream: undefined!,
+    };
+    const fail = (error: unknown) => {
+      counted.failure = { error };
+      counted.abort.abort();
+      return error;
+    };
+    async function* read(): AsyncGenerator<Uint8Array> {
+      const iterator = (body as AsyncIterable<unknown>)[Symbol.asyncIterator]();
+      let done = false;
+      try {
+        for (;;) {
+          let next: IteratorResult<unknown>;
+          try {
+            next = await iterator.next();
+          } catch (error) {
+            done = true;
+            fail(error);
+            throw new BodyError(`the body of ${showKey(key)} for ${url} failed`, { cause: error });
+          }
+          if (next.done) break;
+          let bytes: Uint8Array;
+          try {
+            bytes = toBytes(next.value);
+          } catch (error) {
+            throw fail(error);
+          }
+          counted.count += bytes.length;
+          if (size !== undefined && counted.count > size) throw fail(mismatch(counted.count, size));
+          // What is thrown in here is the SDK tearing the stream down, not a failure of the body.
+          yield bytes;
+        }
+        done = true;
+      } finally {
+        if (!done) await iterator.return?.();
+      }
+      // Failing here, before the body ends, keeps the request (or the multipart upload) from completing.
+      if (size !== undefined && counted.count !== size) throw fail(mismatch(counted.count, size));
+    }
+    counted.stream = Readable.from(read(), { objectMode: false, highWaterMark: 1 });
+    // A failing body is recorded in `failure` and reported by the put. After the abort the SDK may have let go
+    // of the stream, and an 'error' event nobody listens to would end the process.
+    counted.stream.on("error", () => {});
+    return counted;
+  }
+
+  /**
    * Streams `body` with lib-storage: one PUT when it fits in a part, else a multipart upload of bounded
    * concurrency, completed only when every part is in, so the object appears whole or not at all.
    */
   async #upload(
     key: string,
-    params: { Bucket: string; Key: string; ContentType?: string; IfNoneMatch?: string },
+    params: PutParams,
     body: PutBody,
     size: number | undefined,
     createOnly: boolean,
-    single: boolean,
   ): Promise<ObjectInfo> {
-    let count = 0;
-    let bodyFailure: { error: unknown } | undefined;
-    // A streamed PUT whose body fails must end its request: the service would wait for the missing bytes.
-    const abort = new AbortController();
-    let source: Uint8Array | Readable;
-    if (body instanceof Uint8Array) {
-      source = body;
-      count = body.length;
-    } else {
-      const url = this.url;
-      const mismatch = (n: number, expected: number) => this.#sizeMismatch(key, n, expected);
-      async function* counted(): AsyncGenerator<Uint8Array> {
-        const iterator = (body as AsyncIterable<unknown>)[Symbol.asyncIterator]();
-        let done = false;
-        try {
-          for (;;) {
-            let next: IteratorResult<unknown>;
-            try {
-              next = await iterator.next();
-            } catch (error) {
-              done = true;
-              bodyFailure = { error };
-              abort.abort();
-              throw new BodyError(`the body of ${showKey(key)} for ${url} failed`, { cause: error });
-            }
-            if (next.done) break;
-            let bytes: Uint8Array;
-            try {
-              bytes = toBytes(next.value);
-            } catch (error) {
-              bodyFailure = { error };
-              abort.abort();
-              throw error;
-            }
-            count += bytes.length;
-            if (size !== undefined && count > size) {
-              const error = mismatch(count, size);
-              bodyFailure = { error };
-              abort.abort();
-              throw error;
-            }
-            // What is thrown in here is lib-storage tearing the stream down, not a failure of the body.
-            yield bytes;
-          }
-          done = true;
-        } finally {
-          if (!done) await iterator.return?.();
-        }
-        // Failing here, before the body ends, keeps lib-storage from completing the upload.
-        if (size !== undefined && count !== size) {
-          const error = mismatch(count, size);
-          bodyFailure = { error };
-          abort.abort();
-          throw error;
-        }
-      }
-      source = Readable.from(counted(), { objectMode: false, highWaterMark: 1 });
-      // A failing body is recorded in `bodyFailure` and reported by this put. After the abort the SDK may have
-      // let go of the stream, and an 'error' event nobody listens to would end the process.
-      source.on("error", () => {});
-    }
-    if (single && size !== undefined) {
-      try {
-        const out = await this.#sendOnce().send(
-          new PutObjectCommand({ ...params, Body: source, ContentLength: size }),
-          { abortSignal: abort.signal },
-        );
-        this.#bucketSeen = true;
-        return { key, size: count, etag: etagOf(out.ETag) };
-      } catch (error) {
-        if (bodyFailure) throw bodyFailure.error;
-        throw this.#putError(error, key, createOnly);
-      }
-    }
+    const counted = body instanceof Uint8Array ? undefined : this.#counted(key, body, size);
     const partSize = this.#partSizeOf(size);
     // lib-storage reports the first failure of its part uploaders, which may be the AbortError of one whose
     // shared body was torn down by another's failure: the first service error is the one that tells why.
@@ -598,7 +636,7 @@ class S3StoreImpl implements S3Store {
     });
     const upload = new Upload({
       client: recording,
-      params: { ...params, Body: source },
+      params: { ...params, Body: counted ? counted.stream : (body as Uint8Array) },
       partSize,
       queueSize: this.#config.partConcurrency,
       // The store aborts a failed upload itself (below): lib-storage would let an error of the abort replace
@@ -608,7 +646,7 @@ class S3StoreImpl implements S3Store {
     try {
       const out = await upload.done();
       this.#bucketSeen = true;
-      return { key, size: count, etag: etagOf(out.ETag) };
+      return { key, size: counted?.count ?? (body as Uint8Array).length, etag: etagOf(out.ETag) };
     } catch (error) {
       if (upload.uploadId !== undefined) {
         await this.#client
@@ -624,7 +662,7 @@ class S3StoreImpl implements S3Store {
             // (AbortIncompleteMultipartUpload) removes their parts.
           });
       }
-      if (bodyFailure) throw bodyFailure.error;
+      if (counted?.failure) throw counted.failure.error;
       throw this.#putError(serviceFailure?.error ?? error, key, createOnly);
     }
   }

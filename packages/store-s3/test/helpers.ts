@@ -9,6 +9,8 @@ import { pipeCorrupted, randomName } from "@cairn/testkit";
 import { EMULATOR_CREDENTIALS, freePort, startServer, type TestServer } from "@cairn/testkit/servers";
 
 /** A client of the test server, for what the store does not do: creating buckets, reading behind its back. */
+const MiB = 1024 * 1024;
+
 export function adminClient(endpoint: string): S3Client {
   return new S3Client({
     endpoint,
@@ -49,6 +51,8 @@ export interface RecordingProxy {
   refuseNext: number;
   /** Flips the first byte of the body of the next this many 200 answers to a GET. */
   corruptNext: number;
+  /** Cuts the connection of the next this many PUT requests once 1 MiB of their body has passed. */
+  cutNextPut: number;
   close(): Promise<void>;
 }
 
@@ -61,6 +65,7 @@ export async function startProxy(target: string): Promise<RecordingProxy> {
     failNext: 0,
     refuseNext: 0,
     corruptNext: 0,
+    cutNextPut: 0,
     close: async () => {
       agent.destroy();
       server.closeAllConnections();
@@ -106,6 +111,16 @@ export async function startProxy(target: string): Promise<RecordingProxy> {
       },
     );
     upstream.on("error", () => res.destroy());
+    if (req.method === "PUT" && proxy.cutNextPut > 0) {
+      proxy.cutNextPut--;
+      let passed = 0;
+      req.on("data", (chunk: Buffer) => {
+        passed += chunk.length;
+        if (passed < MiB) return;
+        upstream.destroy();
+        req.socket.destroy();
+      });
+    }
     req.pipe(upstream);
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));

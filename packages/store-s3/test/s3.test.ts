@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
+import { Readable } from "node:stream";
 import { collect, expectCode, randomName } from "@cairn/testkit";
 import { freePort } from "@cairn/testkit/servers";
 import { describe, expect, inject, it, onTestFinished } from "vitest";
@@ -398,31 +399,69 @@ describe("s3 store", () => {
     await expectCode(openStore("&uploadBuffer=0"), "INVALID_ARGUMENT");
   });
 
-  it("streams a body of known size in one PUT with singlePutLimit, failing it when the body fails or lies about its size", async () => {
-    const { proxy, store } = await throughProxy("&partSize=5&singlePutLimit=16");
-    const hash = createHash("sha256");
-    const info = await store.put("one", generate(12 * MiB, hash), { size: 12 * MiB });
-    expect(info.size).toBe(12 * MiB);
-    expect(proxy.requests.map((r) => r.method)).toEqual(["PUT"]);
-    const read = createHash("sha256");
-    for await (const chunk of (await store.get("one")).body) read.update(chunk as Buffer);
-    expect(read.digest("hex")).toBe(hash.digest("hex"));
+  it("sends a body it can reopen in one PUT, and sends it again from a reopened stream when the PUT fails", async () => {
+    const { proxy, store } = await throughProxy("&partSize=5&singlePutLimit=16&maxAttempts=3");
+    const bytes = randomBytes(12 * MiB);
+    const size = bytes.length;
+    let reopens = 0;
+    const open = () =>
+      Readable.from(Array.from({ length: 12 }, (_, i) => bytes.subarray(i * MiB, (i + 1) * MiB)));
+    const reopen = () => {
+      reopens++;
+      return open();
+    };
+    const puts = () => proxy.requests.filter((r) => r.method === "PUT").length;
 
+    expect((await store.put("one", open(), { size, reopen })).size).toBe(size);
+    expect(proxy.requests.map((r) => r.method)).toEqual(["PUT"]);
+    expect(reopens).toBe(0);
+
+    // Cut midway, then throttled: the third attempt, from the second reopened stream, goes through.
+    proxy.cutNextPut = 1;
+    proxy.failNext = 1;
+    await store.put("one", open(), { size, reopen });
+    expect(reopens).toBe(2);
+    expect(puts()).toBe(4);
+    expect(Buffer.compare(await readAll(store, "one"), bytes)).toBe(0);
+
+    // Attempts run out: UNAVAILABLE, naming the key.
+    proxy.failNext = 3;
+    const error = await expectCode(store.put("one", open(), { size, reopen }), "UNAVAILABLE");
+    expect(error.message).toContain('"one"');
+    expect(puts()).toBe(7);
+    expect(reopens).toBe(4);
+
+    // Too large for one PUT, or not reopenable: in parts.
+    proxy.requests.length = 0;
+    await store.put("parts", open(), { size });
+    await store.put("parts", Readable.from([bytes, bytes]), { size: 2 * size, reopen: () => open() });
+    expect(proxy.requests.filter((r) => r.method === "POST" && r.url.includes("?uploads"))).toHaveLength(2);
+    expect((await store.head("parts"))?.size).toBe(2 * size);
+  });
+
+  it("fails a one-PUT upload when its body fails or lies about its size, without sending it again", async () => {
+    const { proxy, store } = await throughProxy("&partSize=5&singlePutLimit=16&maxAttempts=3");
+    let reopens = 0;
+    const reopen = () => {
+      reopens++;
+      return generate(12 * MiB, createHash("sha256"));
+    };
     const failing = generate(12 * MiB, createHash("sha256"), async (i) => {
       if (i === 6) throw new Error("the body failed on purpose");
     });
-    await expect(store.put("two", failing, { size: 12 * MiB })).rejects.toThrow("the body failed on purpose");
+    await expect(store.put("two", failing, { size: 12 * MiB, reopen })).rejects.toThrow(
+      "the body failed on purpose",
+    );
     for (const size of [12 * MiB - 1, 12 * MiB + 1]) {
       const error = await expectCode(
-        store.put("two", generate(12 * MiB, createHash("sha256")), { size }),
+        store.put("two", generate(12 * MiB, createHash("sha256")), { size, reopen }),
         "INVALID_ARGUMENT",
       );
       expect(error.message).toContain(`not the ${size}`);
     }
-    // Each failed PUT was ended early (S3 then stores nothing; s3rver keeps what it received, which is why
-    // streamed PUTs are not the default).
-    expect(proxy.requests.filter((r) => r.method === "PUT")).toHaveLength(4);
-    expect((await store.head("one"))?.size).toBe(12 * MiB);
+    expect(reopens).toBe(0);
+    // Each failed PUT was ended early: S3 then stores nothing.
+    expect(proxy.requests.filter((r) => r.method === "PUT")).toHaveLength(3);
   });
 
   it("survives the server going away mid-upload: nothing partial is visible, and the put can be retried", {
