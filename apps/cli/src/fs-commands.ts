@@ -213,6 +213,7 @@ async function upload(ctx: Ctx, [local, destText]: string[], opts: UploadOptions
     const entry = await repo.upload(branch, path, createReadStream(local!), {
       contentType: typeOf(path),
       metadata,
+      reopen: () => createReadStream(local!),
     });
     if (ctx.out.json) await ctx.out.record(entry);
     else
@@ -248,6 +249,7 @@ async function upload(ctx: Ctx, [local, destText]: string[], opts: UploadOptions
     const files = batch.map(({ path, file }) => ({
       path,
       body: lazyRead(file),
+      reopen: () => lazyRead(file),
       contentType: typeOf(path),
       metadata,
     }));

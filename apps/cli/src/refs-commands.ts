@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdtemp, rename, rm } from "node:fs/promises";
+import { mkdtemp, rename, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -73,8 +73,11 @@ Examples:
             throw error;
           }
           const footer = await writer.end();
-          await repo.store.put(REFS_MANIFEST_KEY, createReadStream(local), {
+          const open = () => createReadStream(local);
+          await repo.store.put(REFS_MANIFEST_KEY, open(), {
             contentType: "application/x-ndjson",
+            size: (await stat(local)).size,
+            reopen: open,
           });
           if (opts.output === "-") await pipeline(createReadStream(local), app.io.stdout, { end: false });
           else if (opts.output) await rename(local, opts.output).catch(() => copyFile(local, opts.output!));

@@ -37,6 +37,14 @@ type CommitRecord = Omit<Commit, "id"> & { version: 1 };
 export interface UploadOptions {
   contentType?: string;
   metadata?: Record<string, string>;
+  /**
+   * A fresh stream of the body's bytes from their start, when they can be read twice (a file:
+   * `() => createReadStream(path)`). A body over 8 MiB is then hashed first and written once, at its content
+   * address, or not at all when the namespace holds it already, instead of being written to a temporary key
+   * and copied there. The second read is checked against the first as it is written: a body that changed in
+   * between fails with `CONFLICT` before its last bytes are sent, and nothing is staged.
+   */
+  reopen?: () => Readable | AsyncIterable<Uint8Array>;
 }
 
 export interface CommitOptions {
@@ -239,7 +247,7 @@ export class Repository {
     validatePath(path);
     await this.#readBranch(branch);
     const metadata = checkMetadata(options.metadata);
-    const { sha256, size } = await this.#writeData(body);
+    const { sha256, size } = await this.#writeData(body, path, options.reopen);
     const entry: Entry = {
       path,
       address: dataKey(sha256),
@@ -270,7 +278,7 @@ export class Repository {
       files.map((f) =>
         limit(async (): Promise<Entry> => {
           const metadata = checkMetadata(f.metadata);
-          const { sha256, size } = await this.#writeData(f.body);
+          const { sha256, size } = await this.#writeData(f.body, f.path, f.reopen);
           return {
             path: f.path,
             address: dataKey(sha256),
@@ -960,7 +968,11 @@ export class Repository {
   }
 
   /** Streams `body` into the namespace at its content address and returns its digest and size. */
-  async #writeData(body: PutBody): Promise<{ sha256: string; size: number }> {
+  async #writeData(
+    body: PutBody,
+    path: string,
+    reopen?: UploadOptions["reopen"],
+  ): Promise<{ sha256: string; size: number }> {
     const hash = createHash("sha256");
     let size = 0;
     if (body instanceof Uint8Array) {
@@ -988,7 +1000,18 @@ export class Repository {
       await this.#putData(sha256, Buffer.concat(head));
       return { sha256, size };
     }
-    // Large: stream to a temporary key while hashing, then copy to the content address.
+    if (reopen) {
+      // Large, and readable twice: hashed to its end first, then written once where it belongs.
+      for (let r = await it.next(); !r.done; r = await it.next()) {
+        const chunk = typeof r.value === "string" ? Buffer.from(r.value) : r.value;
+        hash.update(chunk);
+        size += chunk.length;
+      }
+      const sha256 = hash.digest("hex");
+      await this.#putReopened(sha256, size, path, reopen);
+      return { sha256, size };
+    }
+    // Large, readable once: streamed to a temporary key while hashing, then copied to the content address.
     const tmp = `_cairn/tmp/${newToken()}`;
     async function* rest() {
       for (const c of head) yield c;
@@ -1013,6 +1036,24 @@ export class Repository {
     }
   }
 
+  /**
+   * Writes the bytes `reopen` reads at the address of `sha256`, unless an object of `size` bytes is there
+   * already. One of another size there is the remains of a failed write on a service that keeps what it
+   * received (s3rver): it is overwritten, which is safe at a content address, where every writer writes the
+   * same bytes.
+   */
+  async #putReopened(
+    sha256: string,
+    size: number,
+    path: string,
+    reopen: NonNullable<UploadOptions["reopen"]>,
+  ) {
+    const key = dataKey(sha256);
+    if ((await this.#store.head(key))?.size === size) return;
+    const again = () => sameBytes(reopen(), sha256, size, path);
+    await this.#store.put(key, again(), { size, reopen: again });
+  }
+
   async #putData(sha256: string, bytes: Uint8Array): Promise<void> {
     try {
       await this.#store.put(dataKey(sha256), bytes, { createOnly: true, size: bytes.length });
@@ -1035,6 +1076,34 @@ export class Repository {
       `Branch "${branch}" kept changing under concurrent writers; retry the operation.`,
     );
   }
+}
+
+/**
+ * The bytes of `body`, failing with `CONFLICT` unless they are `size` bytes of SHA-256 `sha256`. The last chunk
+ * is held back until they are checked, so that a store never receives the whole of a body that differs.
+ */
+async function* sameBytes(
+  body: Readable | AsyncIterable<Uint8Array>,
+  sha256: string,
+  size: number,
+  path: string,
+): AsyncGenerator<Uint8Array> {
+  const hash = createHash("sha256");
+  let read = 0;
+  let held: Uint8Array | undefined;
+  for await (const value of body) {
+    const chunk: Uint8Array = typeof value === "string" ? Buffer.from(value) : value;
+    hash.update(chunk);
+    read += chunk.length;
+    if (held) yield held;
+    held = chunk;
+  }
+  if (read !== size || hash.digest("hex") !== sha256) {
+    throw new ConflictError(
+      `The body of "${path}" changed while it was uploaded: a second read of it differs from the first. Nothing was staged; upload it again.`,
+    );
+  }
+  if (held) yield held;
 }
 
 function checkMetadata(metadata: Record<string, string> | undefined): Record<string, string> {

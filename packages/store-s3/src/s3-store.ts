@@ -208,6 +208,8 @@ export function createS3Store(options: S3StoreOptions): S3Store {
   return new S3StoreImpl(config, new S3Client(settings), settings, direct);
 }
 
+const SILENT = { debug() {}, info() {}, warn() {}, error() {} };
+
 function clientConfig(o: S3StoreOptions, agents: DirectOptions["agents"]) {
   const region =
     o.region ??
@@ -228,6 +230,9 @@ function clientConfig(o: S3StoreOptions, agents: DirectOptions["agents"]) {
     // Checksums only where S3 requires them: S3-compatible services differ in their support of the
     // aws-chunked trailers that default CRC32 checksums of streamed bodies use.
     requestChecksumCalculation: "WHEN_REQUIRED",
+    // Without a logger of its own the SDK writes to the console whenever a streamed request fails; the store
+    // retries those from a reopened body or reports them itself.
+    logger: SILENT,
     responseChecksumValidation: "WHEN_REQUIRED",
     // Resolve each command's middleware once per command class, not on every request: per request it costs
     // more CPU than signing and parsing together. No command here adds middleware of its own.

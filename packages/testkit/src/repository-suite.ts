@@ -286,6 +286,74 @@ export function describeRepository(name: string, options: RepositorySuiteOptions
         expect(back.digest("hex")).toBe(entry.sha256);
       });
 
+      it("writes a large body it can read twice once, at its content address, or not at all when it is there", async () => {
+        const writes: string[] = [];
+        const recording = (s: ObjectStore): ObjectStore => ({
+          kind: s.kind,
+          url: s.url,
+          put: (k, b, o) => {
+            writes.push(`put ${k}`);
+            return s.put(k, b, o);
+          },
+          get: (k, o) => s.get(k, o),
+          head: (k) => s.head(k),
+          list: (p, o) => s.list(p, o),
+          delete: (k) => s.delete(k),
+          copy: (a, b, o) => {
+            writes.push(`copy ${b}`);
+            return s.copy(a, b, o);
+          },
+          close: () => s.close(),
+        });
+        const { cairn } = await newCairn(undefined, recording);
+        const repo = await cairn.createRepository({ name: "twice", namespace: await options.namespaceUrl() });
+        const size = 12 * 1024 * 1024 + 3;
+        const bytes = Buffer.alloc(size);
+        for (let i = 0; i + 4 <= size; i += 4096) bytes.writeUInt32BE((i * 2654435761) >>> 0, i);
+        const sha256 = createHash("sha256").update(bytes).digest("hex");
+        const stream = (from: Buffer) =>
+          Readable.from(
+            Array.from({ length: 13 }, (_, i) => from.subarray(i * 1024 * 1024, (i + 1) * 1024 * 1024)),
+          );
+        let reopens = 0;
+        const reopen = () => {
+          reopens++;
+          return stream(bytes);
+        };
+        writes.length = 0;
+        const entry = await repo.upload("main", "big.bin", stream(bytes), { reopen });
+        expect(entry).toMatchObject({ size, sha256, address: expect.stringContaining(sha256) });
+        expect(writes).toEqual([`put ${entry.address}`]);
+        expect(reopens).toBe(1);
+        const [again] = await repo.uploadMany("main", [{ path: "again.bin", body: stream(bytes), reopen }]);
+        expect(again!.address).toBe(entry.address);
+        expect(writes).toHaveLength(1);
+        expect(reopens).toBe(1);
+        expect(
+          createHash("sha256")
+            .update(await readAll((await repo.read("main", "again.bin")).body))
+            .digest("hex"),
+        ).toBe(sha256);
+
+        // Changed between the two reads: CONFLICT, nothing staged, and the right bytes still go up afterwards.
+        const changed = Buffer.from(bytes);
+        changed.writeUInt8(changed.readUInt8(size - 1) ^ 0xff, size - 1);
+        const error = await repo
+          .upload("main", "changed.bin", stream(changed), { reopen: () => stream(bytes) })
+          .catch((e: unknown) => e);
+        expect(hasCode(error, "CONFLICT"), String(error)).toBe(true);
+        expect((error as Error).message).toContain('"changed.bin"');
+        expect(await code(repo.read("main", "changed.bin"))).toBe("NOT_FOUND");
+        const fixed = await repo.upload("main", "changed.bin", stream(changed), {
+          reopen: () => stream(changed),
+        });
+        expect(
+          createHash("sha256")
+            .update(await readAll((await repo.read("main", "changed.bin")).body))
+            .digest("hex"),
+        ).toBe(fixed.sha256);
+      });
+
       it("reads byte ranges", async () => {
         const { repo } = await newRepo();
         await upload(repo, "main", "r.txt", "0123456789");

@@ -299,7 +299,8 @@ async function upload(target: ObjectStore, file: string, key: string): Promise<S
   const hash = createHash("sha256");
   for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
   const { size } = await stat(file);
-  await target.put(key, createReadStream(file), { size, contentType: "application/gzip" });
+  const open = () => createReadStream(file);
+  await target.put(key, open(), { size, contentType: "application/gzip", reopen: open });
   return { path: key, size, sha256: hash.digest("hex") };
 }
 

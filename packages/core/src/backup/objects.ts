@@ -78,7 +78,8 @@ export async function copyVerified(
       check.destroy();
     }
   }
-  await target.put(targetKey, body(), { size: expected.size });
+  // Each call reads the source again: a target may send the body again after a failed request.
+  await target.put(targetKey, body(), { size: expected.size, reopen: body });
 }
 
 /** {@link BaseDigestSet} that also reads what a backup location holds. */
