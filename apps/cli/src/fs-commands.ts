@@ -315,6 +315,7 @@ async function download(ctx: Ctx, [srcText, local]: string[], opts: DownloadOpti
     }
   }
   const progress = await startProgress(ctx.out, "downloading", files, bytes);
+  const folders = new Map<string, Promise<unknown>>();
   let count = 0;
   let total = 0;
   try {
@@ -332,7 +333,7 @@ async function download(ctx: Ctx, [srcText, local]: string[], opts: DownloadOpti
         throw e;
       });
       try {
-        await writeFileAtomically(target, reader.body, { ...entry, what });
+        await writeFileAtomically(target, reader.body, { ...entry, what }, folders);
       } finally {
         reader.body.destroy();
       }

@@ -74,16 +74,19 @@ export async function* walkLocal(root: string): AsyncGenerator<LocalFile> {
 
 /**
  * Writes `body` to `target` through a temporary file in the same directory, checking its size and SHA-256,
- * then renames it into place: `target` is either left as it was or replaced whole.
+ * then renames it into place: `target` is either left as it was or replaced whole. `folders` lets many writes
+ * share their folders' creation: one `mkdir` per folder rather than one per file.
  */
 export async function writeFileAtomically(
   target: string,
   body: Readable,
   expected: { size: number; sha256: string; what: string },
+  folders?: Map<string, Promise<unknown>>,
 ): Promise<void> {
-  await mkdir(dirname(target), { recursive: true });
+  await makeFolder(dirname(target), folders);
   const temp = join(dirname(target), `.${basename(target)}.cairn-${randomBytes(4).toString("hex")}.partial`);
   pending.add(temp);
+  let renamed = false;
   try {
     const hash = createHash("sha256");
     const handle = await open(temp, "wx");
@@ -100,10 +103,24 @@ export async function writeFileAtomically(
       );
     }
     await rename(temp, target);
+    renamed = true;
   } finally {
     pending.delete(temp);
-    await rm(temp, { force: true });
+    if (!renamed) await rm(temp, { force: true });
   }
+}
+
+/** Creates `folder` and its parents, once per folder of `folders` when given. */
+function makeFolder(folder: string, folders?: Map<string, Promise<unknown>>): Promise<unknown> {
+  if (!folders) return mkdir(folder, { recursive: true });
+  let made = folders.get(folder);
+  if (!made) {
+    made = mkdir(folder, { recursive: true });
+    // A failure is not kept: the next file of the folder tries again, and reports its own error.
+    made.catch(() => folders.delete(folder));
+    folders.set(folder, made);
+  }
+  return made;
 }
 
 /** `target` if it stays inside `root`, else an error: a path from a repository never escapes the download folder. */
