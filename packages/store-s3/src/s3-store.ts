@@ -230,9 +230,6 @@ function clientConfig(o: S3StoreOptions, agents: DirectOptions["agents"]) {
     // Checksums only where S3 requires them: S3-compatible services differ in their support of the
     // aws-chunked trailers that default CRC32 checksums of streamed bodies use.
     requestChecksumCalculation: "WHEN_REQUIRED",
-    // Without a logger of its own the SDK writes to the console whenever a streamed request fails; the store
-    // retries those from a reopened body or reports them itself.
-    logger: SILENT,
     responseChecksumValidation: "WHEN_REQUIRED",
     // Resolve each command's middleware once per command class, not on every request: per request it costs
     // more CPU than signing and parsing together. No command here adds middleware of its own.
@@ -355,6 +352,7 @@ class S3StoreImpl implements S3Store {
    * cannot be sent twice, one fewer for reads whose first attempt went without the SDK.
    */
   readonly #clients = new Map<number, S3Client>();
+  #streaming: S3Client | undefined;
   #closed = false;
   /** Set once any call has shown that the bucket exists (a HEAD's 404 cannot tell a missing bucket). */
   #bucketSeen = false;
@@ -457,35 +455,67 @@ class S3StoreImpl implements S3Store {
       ...(options.contentType !== undefined && { ContentType: options.contentType }),
       ...(conditional && { IfNoneMatch: "*" }),
     };
+    const { size, reopen } = options;
     if (body instanceof Uint8Array) {
-      if (options.size !== undefined && options.size !== body.length) {
-        throw this.#sizeMismatch(key, body.length, options.size);
-      }
+      if (size !== undefined && size !== body.length) throw this.#sizeMismatch(key, body.length, size);
+      // One request, retried by the SDK, without lib-storage's buffering: tree ranges and small objects.
       if (body.length <= Math.max(this.#config.singlePutLimit, this.#config.partSize)) {
-        // One request, without lib-storage's buffering: the common case of tree ranges and small objects.
-        try {
-          const out = await this.#client.send(
-            new PutObjectCommand({ ...params, Body: body, ContentLength: body.length }),
-          );
-          this.#bucketSeen = true;
-          return { key, size: body.length, etag: etagOf(out.ETag) };
-        } catch (error) {
-          throw this.#putError(error, key, createOnly);
-        }
+        return this.#putBytes(key, params, body, createOnly);
+      }
+      return this.#upload(key, params, body, size, createOnly);
+    }
+    if (size !== undefined && size <= this.#config.partSize) {
+      // A small stream is read into memory, as one part would be, and sent as one request the SDK can retry.
+      // Streamed instead, its chunks (a file's read buffers) would live until sent, which costs more in garbage
+      // collection than the copy.
+      const giveBack = await this.#uploadBuffers.take(size);
+      try {
+        return await this.#putBytes(key, params, await this.#readWhole(key, body, size), createOnly);
+      } finally {
+        giveBack();
       }
     }
-    const { size, reopen } = options;
-    if (reopen !== undefined && size !== undefined && size > 0 && size <= this.#config.singlePutLimit) {
+    if (reopen !== undefined && size !== undefined && size <= this.#config.singlePutLimit) {
       return this.#putWhole(key, params, body, reopen, size, createOnly);
     }
-    // A body in memory is the caller's; other streams are read into parts.
-    if (body instanceof Uint8Array) return this.#upload(key, params, body, size, createOnly);
+    // Other streams are read into parts.
     const giveBack = await this.#uploadBuffers.take(this.#buffersOf(size));
     try {
       return await this.#upload(key, params, body, size, createOnly);
     } finally {
       giveBack();
     }
+  }
+
+  async #putBytes(
+    key: string,
+    params: PutParams,
+    bytes: Uint8Array,
+    createOnly: boolean,
+  ): Promise<ObjectInfo> {
+    try {
+      const out = await this.#client.send(
+        new PutObjectCommand({ ...params, Body: bytes, ContentLength: bytes.length }),
+      );
+      this.#bucketSeen = true;
+      return { key, size: bytes.length, etag: etagOf(out.ETag) };
+    } catch (error) {
+      throw this.#putError(error, key, createOnly);
+    }
+  }
+
+  /** The `size` bytes of `body`, in one buffer; `INVALID_ARGUMENT` when it has more or fewer. */
+  async #readWhole(key: string, body: PutBody, size: number): Promise<Uint8Array> {
+    const bytes = Buffer.allocUnsafe(size);
+    let read = 0;
+    for await (const value of body as AsyncIterable<unknown>) {
+      const chunk = toBytes(value);
+      if (read + chunk.length > size) throw this.#sizeMismatch(key, read + chunk.length, size);
+      bytes.set(chunk, read);
+      read += chunk.length;
+    }
+    if (read !== size) throw this.#sizeMismatch(key, read, size);
+    return bytes;
   }
 
   /**
@@ -505,7 +535,7 @@ class S3StoreImpl implements S3Store {
       const source = attempt === 1 ? body : reopen();
       const counted = this.#counted(key, source, size);
       try {
-        const out = await this.#sendOnce().send(
+        const out = await this.#streamingClient().send(
           new PutObjectCommand({ ...params, Body: counted.stream, ContentLength: size }),
           { abortSignal: counted.abort.signal },
         );
@@ -943,8 +973,21 @@ class S3StoreImpl implements S3Store {
     }
   }
 
-  #sendOnce(): S3Client {
-    return this.#clientWith(1);
+  /**
+   * The client of streamed PUTs: one attempt, since the store retries them itself from a reopened body, and a
+   * logger of its own, without which the SDK writes to the console whenever such a request fails. The other
+   * clients keep the SDK's default of none: any other logger makes the SDK filter every request's input and
+   * output for it, which costs more CPU than a small PUT.
+   */
+  #streamingClient(): S3Client {
+    if (!this.#settings) return this.#client;
+    this.#streaming ??= new S3Client({
+      ...this.#settings,
+      maxAttempts: 1,
+      logger: SILENT,
+      requestHandler: this.#client.config.requestHandler,
+    });
+    return this.#streaming;
   }
 
   /** Attempts per request of the store's own client. */
@@ -979,5 +1022,6 @@ class S3StoreImpl implements S3Store {
     if (this.#settings) this.#client.destroy();
     // Not destroyed: they share the main client's handler, which the main client's owner destroys.
     this.#clients.clear();
+    this.#streaming = undefined;
   }
 }
