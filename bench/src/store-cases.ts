@@ -2,11 +2,11 @@
 // cairn's store drivers next to `rclone copy` of the same files to the same emulator in the same run.
 import { spawn, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { createReadStream, existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { mkdir, open, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type ObjectStore, writeBody } from "@cairn/core";
+import { fileStream, type ObjectStore, writeBody } from "@cairn/core";
 import type { AzureStore } from "@cairn/store-azure";
 import {
   createBucket,
@@ -389,7 +389,7 @@ async function putAll(store: ObjectStore, dir: string): Promise<void> {
       limit(async () => {
         const path = join(dir, name);
         const { size } = await stat(path);
-        const open = () => createReadStream(path, { highWaterMark: MiB });
+        const open = () => fileStream(path, size);
         await store.put(name, open(), { size, reopen: open });
       }),
     ),

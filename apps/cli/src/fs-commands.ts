@@ -1,10 +1,10 @@
-import { createReadStream } from "node:fs";
 import { basename, join, resolve } from "node:path";
 import { pipeline } from "node:stream/promises";
 import {
   CorruptError,
   compareKeys,
   type Entry,
+  fileStream,
   hasCode,
   NotFoundError,
   type Repository,
@@ -174,8 +174,8 @@ async function withPrefixHint<T>(
 const UPLOAD_BATCH = 200;
 
 /** A file's bytes, opened only when read, so a batch of bodies holds no file descriptors until its turn. */
-async function* lazyRead(file: string): AsyncGenerator<Uint8Array> {
-  yield* createReadStream(file);
+async function* lazyRead(file: string, size: number): AsyncGenerator<Uint8Array> {
+  yield* fileStream(file, size);
 }
 
 async function upload(ctx: Ctx, [local, destText]: string[], opts: UploadOptions): Promise<void> {
@@ -210,10 +210,10 @@ async function upload(ctx: Ctx, [local, destText]: string[], opts: UploadOptions
     const path = !uri.path || uri.path.endsWith("/") ? `${uri.path ?? ""}${basename(local!)}` : uri.path;
     validatePath(path);
     const repo = await ctx.repo(uri.repo);
-    const entry = await repo.upload(branch, path, createReadStream(local!), {
+    const entry = await repo.upload(branch, path, fileStream(local!, localStat.size), {
       contentType: typeOf(path),
       metadata,
-      reopen: () => createReadStream(local!),
+      reopen: () => fileStream(local!, localStat.size),
     });
     if (ctx.out.json) await ctx.out.record(entry);
     else
@@ -243,13 +243,13 @@ async function upload(ctx: Ctx, [local, destText]: string[], opts: UploadOptions
   let uploadedBytes = 0;
   // Files go up in batches: their bytes `--parallel` at a time, then the whole batch staged in one engine
   // write, which is what makes folders of many small files fast.
-  let batch: { path: string; file: string }[] = [];
+  let batch: { path: string; file: string; size: number }[] = [];
   const flush = async () => {
     if (batch.length === 0) return;
-    const files = batch.map(({ path, file }) => ({
+    const files = batch.map(({ path, file, size }) => ({
       path,
-      body: lazyRead(file),
-      reopen: () => lazyRead(file),
+      body: lazyRead(file, size),
+      reopen: () => lazyRead(file, size),
       contentType: typeOf(path),
       metadata,
     }));
@@ -263,7 +263,7 @@ async function upload(ctx: Ctx, [local, destText]: string[], opts: UploadOptions
   };
   try {
     for await (const f of walkLocal(local!)) {
-      batch.push({ path: `${prefix}${f.rel}`, file: f.path });
+      batch.push({ path: `${prefix}${f.rel}`, file: f.path, size: f.size });
       if (batch.length >= UPLOAD_BATCH) await flush();
     }
     await flush();

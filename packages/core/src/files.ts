@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { createReadStream, type ReadStream } from "node:fs";
 import type { FileHandle } from "node:fs/promises";
 import { Readable, Transform } from "node:stream";
 
@@ -7,6 +8,16 @@ import { Readable, Transform } from "node:stream";
  * write a round trip to libuv's thread pool.
  */
 const GATHER = 1024 * 1024;
+
+/**
+ * A stream of the file at `path`, of `size` bytes, read in chunks of up to 1 MiB but never larger than the file.
+ * Each read takes a buffer of the chunk size: 64 KiB files read with 1 MiB chunks churned 2 GB of buffers per
+ * 2,000 files, and the garbage collections they set off doubled the CPU of an upload. Large files read in 1 MiB
+ * chunks take a sixteenth of the reads of Node's default 64 KiB.
+ */
+export function fileStream(path: string, size: number): ReadStream {
+  return createReadStream(path, { highWaterMark: Math.max(1, Math.min(size, GATHER)) });
+}
 
 /**
  * Writes every chunk of `body` through `handle`, gathered into writes of up to 1 MiB, and returns how many

@@ -9,6 +9,7 @@ import type { Cairn } from "../cairn.js";
 import { sha256Hex } from "../codec.js";
 import { asCairnError, dumpEngine, ENGINE_DUMP_SCHEMAS, ENGINE_DUMP_SECTIONS } from "../dump.js";
 import { CorruptError, hasCode, PreconditionFailedError } from "../errors.js";
+import { fileStream } from "../files.js";
 import type { ObjectInfo, ObjectStore } from "../store.js";
 import { metarangeKey, parseMetarange, rangeKey } from "../tree/format.js";
 import {
@@ -299,7 +300,7 @@ async function upload(target: ObjectStore, file: string, key: string): Promise<S
   const hash = createHash("sha256");
   for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
   const { size } = await stat(file);
-  const open = () => createReadStream(file);
+  const open = () => fileStream(file, size);
   await target.put(key, open(), { size, contentType: "application/gzip", reopen: open });
   return { path: key, size, sha256: hash.digest("hex") };
 }
