@@ -59,23 +59,34 @@ async function writeAll(handle: FileHandle, parts: Uint8Array[], length: number)
 }
 
 /**
- * Passes bytes through and fails the stream at its end, with `mismatch(actual)`, when their digest (`algorithm`,
- * hex) is not `expected`: the reader gets every byte but learns of a mismatch before the stream ends.
+ * Passes bytes through and fails the stream at its end, with `mismatch(actual, size)`, when their digest
+ * (`algorithm`, hex) is not `expected`. The last chunk is held back until the digest is checked, so a reader
+ * never gets all of the bytes before it learns they are wrong: a store's put of such a stream, with its size,
+ * fails before its request is complete, even when it streams the body in one request.
  */
 export function digestChecked(
   algorithm: string,
   expected: string,
-  mismatch: (actual: string) => Error,
+  mismatch: (actual: string, size: number) => Error,
 ): Transform {
   const hash = createHash(algorithm);
+  let size = 0;
+  let held: Buffer | undefined;
   return new Transform({
     transform(chunk: Buffer, _encoding, done) {
       hash.update(chunk);
-      done(null, chunk);
+      size += chunk.length;
+      const previous = held;
+      held = chunk;
+      done(null, previous);
     },
     flush(done) {
       const actual = hash.digest("hex");
-      done(actual === expected ? null : mismatch(actual));
+      if (actual !== expected) {
+        done(mismatch(actual, size));
+        return;
+      }
+      done(null, held);
     },
   });
 }

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { Readable } from "node:stream";
+import { pipeline, Readable } from "node:stream";
 import pLimit from "p-limit";
 import { canonicalJson, decodeJson, encodeJson, sha256Hex } from "./codec.js";
 import { clearKeys, compareKeys, type MetadataEngine } from "./engine.js";
@@ -12,6 +12,7 @@ import {
   NotFoundError,
   PreconditionFailedError,
 } from "./errors.js";
+import { digestChecked } from "./files.js";
 import { flattenPages, paginate } from "./iterate.js";
 import type { Branch, Change, Commit, DiffEntry, Entry, RepositoryInfo, Tag } from "./model.js";
 import { sameEntry } from "./model.js";
@@ -1050,7 +1051,20 @@ export class Repository {
   ) {
     const key = dataKey(sha256);
     if ((await this.#store.head(key))?.size === size) return;
-    const again = () => sameBytes(reopen(), sha256, size, path);
+    // Checked against the first read: a body that changed in between fails before its last bytes are sent.
+    const again = () =>
+      pipeline(
+        reopen(),
+        digestChecked(
+          "sha256",
+          sha256,
+          () =>
+            new ConflictError(
+              `The body of "${path}" changed while it was uploaded: a second read of it differs from the first. Nothing was staged; upload it again.`,
+            ),
+        ),
+        () => {},
+      );
     await this.#store.put(key, again(), { size, reopen: again });
   }
 
@@ -1076,34 +1090,6 @@ export class Repository {
       `Branch "${branch}" kept changing under concurrent writers; retry the operation.`,
     );
   }
-}
-
-/**
- * The bytes of `body`, failing with `CONFLICT` unless they are `size` bytes of SHA-256 `sha256`. The last chunk
- * is held back until they are checked, so that a store never receives the whole of a body that differs.
- */
-async function* sameBytes(
-  body: Readable | AsyncIterable<Uint8Array>,
-  sha256: string,
-  size: number,
-  path: string,
-): AsyncGenerator<Uint8Array> {
-  const hash = createHash("sha256");
-  let read = 0;
-  let held: Uint8Array | undefined;
-  for await (const value of body) {
-    const chunk: Uint8Array = typeof value === "string" ? Buffer.from(value) : value;
-    hash.update(chunk);
-    read += chunk.length;
-    if (held) yield held;
-    held = chunk;
-  }
-  if (read !== size || hash.digest("hex") !== sha256) {
-    throw new ConflictError(
-      `The body of "${path}" changed while it was uploaded: a second read of it differs from the first. Nothing was staged; upload it again.`,
-    );
-  }
-  if (held) yield held;
 }
 
 function checkMetadata(metadata: Record<string, string> | undefined): Record<string, string> {

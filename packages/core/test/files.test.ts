@@ -2,8 +2,10 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdtemp, open, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { afterAll, describe, expect, it } from "vitest";
-import { writeBody } from "../src/files.js";
+import { digestChecked, writeBody } from "../src/files.js";
 
 const dir = await mkdtemp(join(tmpdir(), "cairn-files-"));
 afterAll(() => rm(dir, { recursive: true, force: true }));
@@ -82,5 +84,38 @@ describe("writeBody", () => {
       await handle.close();
     }
     expect((await readFile(file)).length).toBe(0);
+  });
+});
+
+describe("digestChecked", () => {
+  const bytes = randomBytes(5 * 1024);
+  const sha256 = createHash("sha256").update(bytes).digest("hex");
+
+  async function through(body: Buffer, expected: string) {
+    const check = digestChecked("sha256", expected, (actual, size) => new Error(`${size} bytes, ${actual}`));
+    const got: Buffer[] = [];
+    const done = pipeline(Readable.from(chunksOf(body, [1000])), check, async (source) => {
+      for await (const chunk of source) got.push(chunk as Buffer);
+    }).then(
+      () => undefined,
+      (error: Error) => error,
+    );
+    return { error: await done, got: Buffer.concat(got) };
+  }
+
+  it("passes every byte of a body that matches", async () => {
+    const { error, got } = await through(bytes, sha256);
+    expect(error).toBeUndefined();
+    expect(got.equals(bytes)).toBe(true);
+  });
+
+  it("fails a body that does not match before its last chunk, with the digest and size it read", async () => {
+    const wrong = Buffer.from(bytes);
+    wrong[0] = (wrong[0]! + 1) % 256;
+    const { error, got } = await through(wrong, sha256);
+    const actual = createHash("sha256").update(wrong).digest("hex");
+    expect(error?.message).toBe(`${bytes.length} bytes, ${actual}`);
+    // A put streaming this body with its size never receives all of it.
+    expect(got.length).toBeLessThan(bytes.length);
   });
 });

@@ -1,7 +1,7 @@
-import { createHash } from "node:crypto";
-import { Transform, type TransformCallback } from "node:stream";
+import type { Transform } from "node:stream";
 import { DigestSet as BaseDigestSet } from "../digest-set.js";
 import { CorruptError, hasCode, InvalidArgumentError, NotFoundError, UnsupportedError } from "../errors.js";
+import { digestChecked } from "../files.js";
 import type { ObjectStore } from "../store.js";
 import {
   BACKUP_FORMAT,
@@ -17,27 +17,14 @@ import {
  * ones, so that a store's `put` — which is all or nothing — never makes wrong bytes visible.
  */
 export function verifying(expected: { sha256: string; size: number }, where: string): Transform {
-  const hash = createHash("sha256");
-  let size = 0;
-  return new Transform({
-    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
-      hash.update(chunk);
-      size += chunk.length;
-      callback(null, chunk);
-    },
-    flush(callback: TransformCallback) {
-      const digest = hash.digest("hex");
-      if (digest !== expected.sha256 || size !== expected.size) {
-        callback(
-          new CorruptError(
-            `${where} does not match its digest: expected ${expected.size} bytes with SHA-256 ${expected.sha256}, read ${size} bytes with ${digest}.`,
-          ),
-        );
-        return;
-      }
-      callback();
-    },
-  });
+  return digestChecked(
+    "sha256",
+    expected.sha256,
+    (digest, size) =>
+      new CorruptError(
+        `${where} does not match its digest: expected ${expected.size} bytes with SHA-256 ${expected.sha256}, read ${size} bytes with ${digest}.`,
+      ),
+  );
 }
 
 /**
