@@ -78,11 +78,22 @@ export function setupCli(): Cli {
     if (r.status !== 0) throw new Error(`cairn ${args.join(" ")} exited ${r.status}:\n${r.stderr}`);
     return r.stdout;
   };
-  run.json = async <T>(args: string[]) =>
-    (await run.ok([...args, "--json"]))
+  run.json = async <T>(args: string[]) => {
+    const stdout = await run.ok([...args, "--json"]);
+    return stdout
       .split("\n")
       .filter((l) => l !== "")
-      .map((l) => JSON.parse(l) as T);
+      .map((l) => {
+        try {
+          return JSON.parse(l) as T;
+        } catch (error) {
+          // Names the line and the whole output, for a failure that shows only now and then.
+          throw new Error(`cairn ${args.join(" ")} --json printed a line that is not JSON: ${l}\n${stdout}`, {
+            cause: error,
+          });
+        }
+      });
+  };
   run.fails = async (args, status, options) => {
     const r = await run(args, options);
     expectOneLineError(r, status);
