@@ -13,6 +13,7 @@ export * from "./dump.js";
 export * from "./engine.js";
 export * from "./engine-checks.js";
 export * from "./errors.js";
+export { FileWriterPool, type WriteFileOptions, type WrittenFile } from "./file-writers.js";
 export { chunkStream, digestChecked, fileStream, writeBody } from "./files.js";
 export { flattenPages, paginate } from "./iterate.js";
 export * from "./lease.js";

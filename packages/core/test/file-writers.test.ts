@@ -1,0 +1,228 @@
+import { spawnSync } from "node:child_process";
+import { createHash, randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { FileWriterPool } from "../src/file-writers.js";
+
+const dir = await mkdtemp(join(tmpdir(), "cairn-writers-"));
+const pool = new FileWriterPool({ threads: 2 });
+afterAll(async () => {
+  await pool.close();
+  await rm(dir, { recursive: true, force: true });
+});
+
+const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
+
+async function* chunksOf(bytes: Buffer, sizes: number[]): AsyncGenerator<Uint8Array> {
+  let at = 0;
+  for (let i = 0; at < bytes.length; i++) {
+    const size = sizes[i % sizes.length]!;
+    yield bytes.subarray(at, at + size);
+    at += size;
+  }
+}
+
+/** A body that gives `bytes`, then fails with `error`. */
+async function* failingAfter(bytes: Buffer, error: Error): AsyncGenerator<Uint8Array> {
+  yield* chunksOf(bytes, [65536]);
+  throw error;
+}
+
+const mismatch = (size: number, digest: string | undefined) =>
+  new Error(`got ${size} bytes, ${digest?.slice(0, 8)}`);
+
+describe("FileWriterPool", () => {
+  it("writes a file in order across many batches, and gives its size and digest", async () => {
+    const bytes = randomBytes(5 * 1024 * 1024 + 4321);
+    const file = join(dir, "big");
+    const out = await pool.write(file, chunksOf(bytes, [1, 65536, 700_000, 13, 3 * 1024 * 1024]), {
+      algorithm: "sha256",
+    });
+    expect(out).toEqual({ size: bytes.length, digest: sha256(bytes) });
+    expect((await readFile(file)).equals(bytes)).toBe(true);
+  });
+
+  it("writes empty files, and files without a digest", async () => {
+    expect(
+      await pool.write(join(dir, "empty"), chunksOf(Buffer.alloc(0), [1]), { algorithm: "md5" }),
+    ).toEqual({
+      size: 0,
+      digest: createHash("md5").digest("hex"),
+    });
+    expect((await readFile(join(dir, "empty"))).length).toBe(0);
+    expect(await pool.write(join(dir, "plain"), chunksOf(Buffer.from("abc"), [1]))).toEqual({ size: 3 });
+    expect(await readFile(join(dir, "plain"), "utf8")).toBe("abc");
+  });
+
+  it("leaves the caller's chunks as they were", async () => {
+    const chunk = Buffer.from("kept whole");
+    await pool.write(
+      join(dir, "kept"),
+      (async function* () {
+        yield chunk;
+        yield chunk;
+      })(),
+    );
+    expect(chunk.toString()).toBe("kept whole");
+    expect(await readFile(join(dir, "kept"), "utf8")).toBe("kept wholekept whole");
+  });
+
+  it("writes many files at once, each whole, over its threads", async () => {
+    const files = Array.from({ length: 200 }, (_, i) => randomBytes(1 + ((i * 7919) % 200_000)));
+    await mkdir(join(dir, "many"));
+    const out = await Promise.all(
+      files.map((bytes, i) =>
+        pool.write(join(dir, "many", `f${i}`), chunksOf(bytes, [16384]), { algorithm: "sha256" }),
+      ),
+    );
+    for (const [i, bytes] of files.entries()) {
+      expect(out[i]).toEqual({ size: bytes.length, digest: sha256(bytes) });
+      expect((await readFile(join(dir, "many", `f${i}`))).equals(bytes)).toBe(true);
+    }
+  });
+
+  it("renames a temporary file into place once it matches its check", async () => {
+    const bytes = randomBytes(3 * 1024 * 1024);
+    const target = join(dir, "placed");
+    await writeFile(target, "old");
+    const temp = join(dir, ".placed.partial");
+    const out = await pool.write(target, chunksOf(bytes, [65536]), {
+      algorithm: "sha256",
+      temp,
+      exclusive: true,
+      check: { size: bytes.length, digest: sha256(bytes), mismatch },
+    });
+    expect(out.size).toBe(bytes.length);
+    expect((await readFile(target)).equals(bytes)).toBe(true);
+    expect(existsSync(temp)).toBe(false);
+  });
+
+  it("removes the temporary file and leaves the target as it was when the bytes do not match", async () => {
+    const bytes = randomBytes(1024 * 1024 + 7);
+    const target = join(dir, "unmatched");
+    await writeFile(target, "old");
+    const temp = join(dir, ".unmatched.partial");
+    const wrong = {
+      algorithm: "sha256",
+      temp,
+      check: { size: bytes.length, digest: "00".repeat(32), mismatch },
+    };
+    await expect(pool.write(target, chunksOf(bytes, [65536]), wrong)).rejects.toThrow(
+      `got ${bytes.length} bytes, ${sha256(bytes).slice(0, 8)}`,
+    );
+    const short = {
+      algorithm: "sha256",
+      temp,
+      check: { size: bytes.length + 1, digest: sha256(bytes), mismatch },
+    };
+    await expect(pool.write(target, chunksOf(bytes, [65536]), short)).rejects.toThrow(
+      `got ${bytes.length} bytes`,
+    );
+    expect(await readFile(target, "utf8")).toBe("old");
+    expect(existsSync(temp)).toBe(false);
+  });
+
+  it("removes what it wrote when the body fails, and fails with the body's error", async () => {
+    const target = join(dir, "cut");
+    const temp = join(dir, ".cut.partial");
+    for (const size of [0, 100, 3 * 1024 * 1024]) {
+      await expect(
+        pool.write(target, failingAfter(randomBytes(size), new Error("connection reset")), { temp }),
+      ).rejects.toThrow("connection reset");
+      expect(existsSync(temp)).toBe(false);
+      expect(existsSync(target)).toBe(false);
+    }
+  });
+
+  it("fails with the file system's own error, code and path, and removes what it wrote", async () => {
+    const missing = join(dir, "no-such-folder", "f");
+    const error = await pool.write(missing, chunksOf(Buffer.from("x"), [1])).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: "ENOENT", syscall: "open", path: missing });
+    expect((error as Error).message).toContain("no such file or directory");
+
+    const existing = join(dir, "existing");
+    await writeFile(existing, "old");
+    await expect(
+      pool.write(existing, chunksOf(Buffer.from("new"), [1]), { exclusive: true }),
+    ).rejects.toMatchObject({
+      code: "EEXIST",
+    });
+    expect(await readFile(existing, "utf8")).toBe("old");
+
+    // A rename onto a folder fails after the bytes are written: the temporary file goes.
+    const folder = join(dir, "a-folder");
+    await mkdir(join(folder, "inside"), { recursive: true });
+    const temp = join(dir, ".a-folder.partial");
+    await expect(
+      pool.write(folder, chunksOf(randomBytes(2 * 1024 * 1024), [65536]), { temp }),
+    ).rejects.toMatchObject({
+      syscall: "rename",
+      path: temp,
+      dest: folder,
+    });
+    expect(existsSync(temp)).toBe(false);
+  });
+
+  it.skipIf(process.getuid?.() === 0)("fails with EACCES in a folder it may not write", async () => {
+    const locked = join(dir, "locked");
+    await mkdir(locked);
+    await chmod(locked, 0o500);
+    await expect(pool.write(join(locked, "f"), chunksOf(Buffer.from("x"), [1]))).rejects.toMatchObject({
+      code: "EACCES",
+    });
+  });
+
+  it("goes on writing other files after one fails", async () => {
+    await mkdir(join(dir, "after"));
+    const results = await Promise.allSettled([
+      pool.write(join(dir, "after", "bad"), failingAfter(randomBytes(2 * 1024 * 1024), new Error("cut"))),
+      pool.write(join(dir, "after", "good"), chunksOf(randomBytes(2 * 1024 * 1024), [65536])),
+      pool.write(join(dir, "nowhere", "x"), chunksOf(Buffer.from("x"), [1])),
+      pool.write(join(dir, "after", "good2"), chunksOf(Buffer.from("y"), [1])),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(["rejected", "fulfilled", "rejected", "fulfilled"]);
+    expect((await readdir(join(dir, "after"))).sort()).toEqual(["good", "good2"]);
+  });
+
+  it("fails the writes under way when closed, and refuses new ones", async () => {
+    const closing = new FileWriterPool({ threads: 1 });
+    let release: (() => void) | undefined;
+    const slow = (async function* () {
+      yield randomBytes(2 * 1024 * 1024);
+      await new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      yield Buffer.from("end");
+    })();
+    const writing = closing.write(join(dir, "closed"), slow);
+    while (!release) await new Promise((r) => setTimeout(r, 5));
+    await closing.close();
+    release();
+    await expect(writing).rejects.toThrow(/file-writing thread stopped/);
+    await expect(closing.write(join(dir, "closed2"), chunksOf(Buffer.from("x"), [1]))).rejects.toThrow(
+      /closed/,
+    );
+  });
+
+  it("does not keep the process alive once its files are written", () => {
+    // The built package, as a program imports it (the tests run after the build).
+    const module = fileURLToPath(new URL("../dist/index.js", import.meta.url));
+    const script = `
+      const { FileWriterPool } = await import(${JSON.stringify(module)});
+      const pool = new FileWriterPool();
+      const out = await pool.write(${JSON.stringify(join(dir, "alive"))}, [Buffer.from("done")], { algorithm: "sha256" });
+      console.log(out.size);
+    `;
+    const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], {
+      encoding: "utf8",
+      timeout: 20_000,
+    });
+    expect(r.stderr).toBe("");
+    expect(r.stdout.trim()).toBe("4");
+    expect(r.status).toBe(0);
+  });
+});
