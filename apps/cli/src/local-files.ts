@@ -1,9 +1,9 @@
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { constants, createReadStream, rmSync, type Stats } from "node:fs";
-import { access, lstat, mkdir, open, opendir, rename, rm, stat } from "node:fs/promises";
+import { access, lstat, mkdir, opendir, rm, stat } from "node:fs/promises";
 import { basename, dirname, join, relative, sep } from "node:path";
 import type { Readable } from "node:stream";
-import { CorruptError, InvalidArgumentError, NotFoundError, writeBody } from "@cairn/core";
+import { CorruptError, FileWriterPool, InvalidArgumentError, NotFoundError } from "@cairn/core";
 
 /** Temporary files being written, removed if the process is interrupted. */
 const pending = new Set<string>();
@@ -72,10 +72,14 @@ export async function* walkLocal(root: string): AsyncGenerator<LocalFile> {
   }
 }
 
+/** The threads that write downloaded files, started with the first download; idle, they keep nothing alive. */
+let writers: FileWriterPool | undefined;
+
 /**
  * Writes `body` to `target` through a temporary file in the same directory, checking its size and SHA-256,
- * then renames it into place: `target` is either left as it was or replaced whole. `folders` lets many writes
- * share their folders' creation: one `mkdir` per folder rather than one per file.
+ * then renames it into place: `target` is either left as it was or replaced whole. The file is hashed, written
+ * and renamed on a thread of a `FileWriterPool`, so that this thread only reads the network. `folders` lets many
+ * writes share their folders' creation: one `mkdir` per folder rather than one per file.
  */
 export async function writeFileAtomically(
   target: string,
@@ -86,27 +90,27 @@ export async function writeFileAtomically(
   await makeFolder(dirname(target), folders);
   const temp = join(dirname(target), `.${basename(target)}.cairn-${randomBytes(4).toString("hex")}.partial`);
   pending.add(temp);
-  let renamed = false;
   try {
-    const hash = createHash("sha256");
-    const handle = await open(temp, "wx");
-    let size: number;
-    try {
-      size = await writeBody(handle, body, (chunk) => hash.update(chunk));
-    } finally {
-      await handle.close();
-    }
-    const sha256 = hash.digest("hex");
-    if (size !== expected.size || sha256 !== expected.sha256) {
-      throw new CorruptError(
-        `The bytes read for ${expected.what} do not match its record (${size} bytes, sha256 ${sha256.slice(0, 12)}; expected ${expected.size} bytes, ${expected.sha256.slice(0, 12)}); nothing was written.`,
-      );
-    }
-    await rename(temp, target);
-    renamed = true;
+    writers ??= new FileWriterPool();
+    await writers.write(target, body, {
+      algorithm: "sha256",
+      temp,
+      exclusive: true,
+      check: {
+        size: expected.size,
+        digest: expected.sha256,
+        mismatch: (size, sha256 = "") =>
+          new CorruptError(
+            `The bytes read for ${expected.what} do not match its record (${size} bytes, sha256 ${sha256.slice(0, 12)}; expected ${expected.size} bytes, ${expected.sha256.slice(0, 12)}); nothing was written.`,
+          ),
+      },
+    });
+  } catch (e) {
+    // The pool removes what it wrote on failure; this covers a writing thread that stopped.
+    await rm(temp, { force: true });
+    throw e;
   } finally {
     pending.delete(temp);
-    if (!renamed) await rm(temp, { force: true });
   }
 }
 

@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { EXIT, setupCli } from "./helpers.js";
+import { EXIT, expectOneLineError, setupCli } from "./helpers.js";
 
 const cli = setupCli();
 const R = "cairn://files";
@@ -166,6 +166,33 @@ describe("cairn fs", () => {
     // Without a trailing slash the path is still a folder; nothing half-written is left behind.
     await cli.ok(["fs", "download", `${R}/main/up/docs`, "docs-copy", "--recursive"]);
     expect(tree(join(cli.dir, "docs-copy"))).toEqual(["deep/x.json", "deep/y.csv", "readme.md"]);
+    expect(readdirSync(cli.dir).filter((n) => n.includes(".partial"))).toEqual([]);
+  });
+
+  it("refuses bytes that do not match their record, and leaves the local files as they were", async () => {
+    await cli.ok(["repo", "create", "cairn://damaged"]);
+    const big = randomBytes(3 * 1024 * 1024 + 5);
+    writeFileSync(join(cli.dir, "big.bin"), big);
+    await cli.ok(["fs", "upload", "big.bin", "cairn://damaged/main/d/big.bin"]);
+    await cli.ok(["fs", "upload", "single.txt", "cairn://damaged/main/d/small.txt"]);
+    const [entry] = await cli.json<{ address: string }>(["fs", "stat", "cairn://damaged/main/d/big.bin"]);
+    const data = join(cli.dir, ".cairn", "data", "damaged", ...entry!.address.split("/"));
+    // Same size, one byte changed: only the SHA-256 can tell.
+    const changed = Buffer.from(big);
+    changed[big.length - 1]! ^= 1;
+    writeFileSync(data, changed);
+    writeFileSync(join(cli.dir, "kept.bin"), "as it was\n");
+    const r = await cli(["fs", "download", "cairn://damaged/main/d/big.bin", "kept.bin"]);
+    expectOneLineError(r, EXIT.CORRUPT);
+    expect(r.stderr).toContain("cairn://damaged/main/d/big.bin do not match its record");
+    expect(r.stderr).toContain("nothing was written");
+    expect(readFileSync(join(cli.dir, "kept.bin"), "utf8")).toBe("as it was\n");
+    // Cut short, in a recursive download: the other file arrives, the damaged one is not written.
+    writeFileSync(data, big.subarray(0, 1024 * 1024));
+    const all = await cli(["fs", "download", "cairn://damaged/main/d/", "damaged", "--recursive"]);
+    expectOneLineError(all, EXIT.CORRUPT);
+    expect(all.stderr).toContain(`(${1024 * 1024} bytes`);
+    expect(tree(join(cli.dir, "damaged")).filter((f) => f !== "small.txt")).toEqual([]);
     expect(readdirSync(cli.dir).filter((n) => n.includes(".partial"))).toEqual([]);
   });
 
