@@ -3,10 +3,10 @@
 import { spawn, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { mkdir, open, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { fileStream, type ObjectStore, writeBody } from "@cairn/core";
+import { FileWriterPool, fileStream, type ObjectStore } from "@cairn/core";
 import type { AzureStore } from "@cairn/store-azure";
 import {
   createBucket,
@@ -413,14 +413,14 @@ async function digestsOf(dir: string): Promise<Map<string, string>> {
 /**
  * Downloads every object of `store` into `dir`, `PARALLEL` at a time, as `cairn fs download --recursive` does:
  * downloads start while the listing goes on (rclone lists too), reading ahead at most twice `PARALLEL` keys, and
- * each file's bytes are checked against its SHA-256 as they are written (rclone checks the MD5 of each), so the
- * store is told not to check them too.
+ * each file is written by a `FileWriterPool`, its bytes checked against their SHA-256 there (rclone checks the MD5
+ * of each), so the store is told not to check them too.
  */
 async function getAll(store: ObjectStore, dir: string, digests: Map<string, string>): Promise<void> {
   const folders = new Map<string, Promise<unknown>>();
   const limit = pLimit(PARALLEL);
   const running = new Set<Promise<void>>();
-  for await (const { key } of store.list("")) {
+  for await (const { key, size } of store.list("")) {
     const file = join(dir, key);
     const folder = dirname(file);
     if (!folders.has(folder)) folders.set(folder, mkdir(folder, { recursive: true }));
@@ -428,21 +428,23 @@ async function getAll(store: ObjectStore, dir: string, digests: Map<string, stri
       await folders.get(folder);
       // As `cairn fs download` writes (apps/cli/src/local-files.ts), without its temporary name.
       const { body } = await store.get(key, { verify: false });
-      const hash = createHash("sha256");
-      const handle = await open(file, "w");
       try {
-        await writeBody(handle, body, (chunk) => hash.update(chunk));
+        await writers.write(file, body, {
+          algorithm: "sha256",
+          check: { size, digest: digests.get(key), mismatch: () => new Error(`cairn read ${key} wrong.`) },
+        });
       } finally {
-        await handle.close();
         body.destroy();
       }
-      if (hash.digest("hex") !== digests.get(key)) throw new Error(`cairn read ${key} wrong.`);
     }).finally(() => running.delete(task));
     running.add(task);
     if (running.size >= PARALLEL * 2) await Promise.race(running);
   }
   await Promise.all(running);
 }
+
+/** The threads that write downloaded files, as `cairn fs download` has them. */
+const writers = new FileWriterPool();
 
 interface TransferCase {
   remote: "s3" | "azure";
