@@ -18,10 +18,18 @@ import { parentPort } from "node:worker_threads";
  */
 
 /**
- * What the pool sends: a file's next bytes, the first `length` of `buffer` (its first message also says how to
- * open it), whether they are its last, or that its writing stops (its body failed). Every buffer goes back with the
- * answer, for the pool to fill again.
- * @typedef {{ id: number; open?: OpenSpec; buffer?: ArrayBuffer; length?: number; end?: boolean; abort?: boolean }} WriterRequest
+ * What the pool sends: a file's next bytes, the first `length` of the pool's shared buffer number `slot` (sent
+ * along as `share` the first time this thread sees it; its first message also says how to open the file), whether
+ * they are its last, or that its writing stops (its body failed). The slot is the pool's again once answered.
+ * @typedef {{
+ *   id: number;
+ *   open?: OpenSpec;
+ *   slot?: number;
+ *   share?: SharedArrayBuffer;
+ *   length?: number;
+ *   end?: boolean;
+ *   abort?: boolean;
+ * }} WriterRequest
  */
 
 /**
@@ -29,10 +37,10 @@ import { parentPort } from "node:worker_threads";
  * whether it was kept: `placed` is false when it did not match `expected` and was removed), a failure, or that an
  * aborted file is gone.
  * @typedef {(
- *   | { id: number; written: number; buffer?: ArrayBuffer }
- *   | { id: number; done: { size: number; digest: string | undefined; placed: boolean }; buffer?: ArrayBuffer }
- *   | { id: number; error: ThreadError; buffer?: ArrayBuffer }
- *   | { id: number; aborted: true; buffer?: ArrayBuffer }
+ *   | { id: number; written: number; slot?: number }
+ *   | { id: number; done: { size: number; digest: string | undefined; placed: boolean }; slot?: number }
+ *   | { id: number; error: ThreadError; slot?: number }
+ *   | { id: number; aborted: true; slot?: number }
  * )} WriterReply
  */
 
@@ -48,14 +56,17 @@ if (!port) throw new Error("file-writer-thread.js runs as a worker thread of a F
 
 /** @type {Map<number, OpenFile>} */
 const files = new Map();
+/** The pool's shared buffers, by slot. @type {Uint8Array[]} */
+const slots = [];
 /** Files that failed here: their later messages are dropped until the pool's abort, which it sends after failing. */
 const failed = new Set();
 
 port.on("message", (/** @type {WriterRequest} */ request) => {
-  const { id, buffer } = request;
-  /** Answers, giving the request's buffer back. */
+  const { id, slot } = request;
+  if (request.share && slot !== undefined) slots[slot] = new Uint8Array(request.share);
+  /** Answers, giving the request's slot back. */
   const reply = (/** @type {WriterReply} */ answer) =>
-    buffer ? port.postMessage({ ...answer, buffer }, [buffer]) : port.postMessage(answer);
+    port.postMessage(slot === undefined ? answer : { ...answer, slot });
   if (request.abort) {
     const file = files.get(id);
     files.delete(id);
@@ -65,7 +76,7 @@ port.on("message", (/** @type {WriterRequest} */ request) => {
     return;
   }
   if (failed.has(id)) {
-    if (buffer) reply({ id, written: 0 });
+    if (slot !== undefined) reply({ id, written: 0 });
     return;
   }
   let file = files.get(id);
@@ -81,7 +92,7 @@ port.on("message", (/** @type {WriterRequest} */ request) => {
       files.set(id, file);
     }
     if (!file) throw new Error(`no open file ${id}`);
-    const bytes = buffer && new Uint8Array(buffer, 0, request.length ?? 0);
+    const bytes = slot === undefined ? undefined : slots[slot]?.subarray(0, request.length ?? 0);
     if (bytes && bytes.length > 0) {
       file.hash?.update(bytes);
       for (let at = 0; at < bytes.length; ) at += writeSync(file.fd, bytes, at, bytes.length - at);

@@ -3,14 +3,19 @@ import { Worker } from "node:worker_threads";
 import type { OpenSpec, ThreadError, WriterReply, WriterRequest } from "./file-writer-thread.js";
 
 /**
- * The size of the buffers that carry bytes to a writing thread, each filled here and moved there (one message per
- * MiB, or per file for smaller files), then moved back to be filled again: no buffer is allocated per file or
- * per write once the pool has its own. A file has at most two of them with the thread and one being filled.
+ * The size of the pool's buffers, shared with its threads, that carry bytes to them: each is filled here and named
+ * in a message to a thread (one per MiB, or per file for smaller files), and filled again once the thread has
+ * written it. Nothing is allocated per file or per write, and nothing crosses threads but a slot number: buffers
+ * moved between threads count against each one's heap as external memory, and 2,000 files of 64 KiB moved in
+ * 1 MiB buffers set off a full garbage collection every ~60 files. A file has at most two buffers with its thread
+ * and one being filled.
  */
 const BATCH = 1024 * 1024;
 const IN_FLIGHT = 2;
-/** Buffers kept for reuse: enough for 16 files at once. */
-const SPARE = 48;
+/** The most buffers a pool makes (64 MiB): a write that finds none free waits for one. */
+const SLOTS = 64;
+/** The bytes of files a thread takes before another thread starts to share them. */
+const SPREAD = 8 * BATCH;
 
 export interface WriteFileOptions {
   /** The digest to compute of the bytes, an algorithm `crypto.createHash` takes (`sha256`, `md5`). */
@@ -39,6 +44,11 @@ interface Thread {
   worker: Worker;
   /** Files being written by it. */
   load: number;
+  /** The slots it has been sent, and those it holds now. */
+  known: Set<number>;
+  holds: Set<number>;
+  /** The bytes of those files, as far as known (`check.size`; a batch for a file of unknown size). */
+  bytes: number;
   /** It failed or exited: its files failed with it. */
   stopped: boolean;
 }
@@ -59,16 +69,18 @@ interface Pending {
  * Here the thread that reads the network only gathers and posts bytes, and the hashing of several files runs on
  * several cores.
  *
- * Threads start when first needed, up to `threads` (default: the machine's cores, at most 4); a file goes to a
- * thread with nothing to do, else to the least busy one. Idle threads do not keep the process alive. On any
+ * Threads start when needed, up to `threads` (default: the machine's cores, at most 4): small files share one,
+ * large ones spread over several. Idle threads do not keep the process alive. On any
  * failure (the body's, a write's, a check's) the file written is removed before `write` rejects.
  */
 export class FileWriterPool {
   readonly #limit: number;
   readonly #threads: Thread[] = [];
   readonly #pending = new Map<number, Pending>();
-  /** Buffers back from the threads, to fill again. */
-  readonly #spare: Uint8Array<ArrayBuffer>[] = [];
+  /** The shared buffers, by slot, those free to fill, and writes waiting for one. */
+  readonly #slots: Uint8Array<SharedArrayBuffer>[] = [];
+  readonly #free: number[] = [];
+  readonly #waiting: ((slot: number) => void)[] = [];
   #nextId = 0;
   #closed = false;
 
@@ -85,7 +97,8 @@ export class FileWriterPool {
     if (this.#closed) throw new Error("This FileWriterPool is closed.");
     const { check } = options;
     const id = this.#nextId++;
-    const thread = this.#pick();
+    const expected = check?.size ?? BATCH;
+    const thread = this.#pick(expected);
     let failure: { error: Error } | undefined;
     let finished: { size: number; digest: string | undefined; placed: boolean } | undefined;
     /** The thread is done with the file: it finished it, failed it or dropped it. */
@@ -117,7 +130,7 @@ export class FileWriterPool {
         wake = undefined;
       },
     });
-    this.#use(thread, 1);
+    this.#use(thread, 1, expected);
     let open: OpenSpec | undefined = {
       path: options.temp ?? path,
       exclusive: options.exclusive ?? false,
@@ -125,35 +138,37 @@ export class FileWriterPool {
       renameTo: options.temp !== undefined ? path : undefined,
       expected: check ? { size: check.size, digest: check.digest } : undefined,
     };
-    const send = (buffer: Uint8Array<ArrayBuffer>, length: number, end: boolean) => {
-      const request: WriterRequest = {
-        id,
-        buffer: buffer.buffer,
-        length,
-        ...(open ? { open } : {}),
-        ...(end ? { end } : {}),
-      };
+    const send = (slot: number, length: number, end: boolean) => {
+      const request: WriterRequest = { id, slot, length, ...(open ? { open } : {}), ...(end ? { end } : {}) };
+      if (!thread.known.has(slot)) {
+        request.share = this.#slots[slot]!.buffer;
+        thread.known.add(slot);
+      }
       open = undefined;
       unwritten++;
-      thread.worker.postMessage(request, [buffer.buffer]);
+      thread.holds.add(slot);
+      thread.worker.postMessage(request);
     };
-    // The bytes are copied into a buffer of the pool's own, moved to the thread: the body's chunks may share
-    // theirs (Node's pool, a socket's read buffer), and the caller may still hold them.
-    let buffer: Uint8Array<ArrayBuffer> | undefined;
+    // The bytes are copied into a buffer of the pool's own: the body's chunks may share theirs (Node's pool, a
+    // socket's read buffer), and the caller may still hold them.
+    let slot: number | undefined;
     let filled = 0;
     try {
       try {
         for await (const chunk of body) {
           if (failure) break;
           for (let at = 0; at < chunk.length; ) {
-            buffer ??= this.#spare.pop() ?? new Uint8Array(BATCH);
+            slot ??= await this.#take();
             const n = Math.min(BATCH - filled, chunk.length - at);
-            buffer.set(at === 0 && n === chunk.length ? chunk : chunk.subarray(at, at + n), filled);
+            this.#slots[slot]!.set(
+              at === 0 && n === chunk.length ? chunk : chunk.subarray(at, at + n),
+              filled,
+            );
             filled += n;
             at += n;
             if (filled === BATCH) {
-              send(buffer, filled, false);
-              buffer = undefined;
+              send(slot, filled, false);
+              slot = undefined;
               filled = 0;
               await until(() => unwritten < IN_FLIGHT || failure !== undefined);
               if (failure) break;
@@ -170,8 +185,8 @@ export class FileWriterPool {
         throw failure.error;
       }
       if (!failure) {
-        send(buffer ?? this.#spare.pop() ?? new Uint8Array(BATCH), filled, true);
-        buffer = undefined;
+        send(slot ?? (await this.#take()), filled, true);
+        slot = undefined;
       }
       await until(() => settled);
       if (failure) throw failure.error;
@@ -179,10 +194,24 @@ export class FileWriterPool {
       if (!done.placed) throw check!.mismatch(done.size, done.digest);
       return { size: done.size, ...(done.digest !== undefined ? { digest: done.digest } : {}) };
     } finally {
-      if (buffer && this.#spare.length < SPARE) this.#spare.push(buffer);
+      if (slot !== undefined) this.#release(slot);
       this.#pending.delete(id);
-      this.#use(thread, -1);
+      this.#use(thread, -1, expected);
     }
+  }
+
+  /** A free slot, a new one while there are fewer than `SLOTS`, else the first to be freed. */
+  #take(): number | Promise<number> {
+    const free = this.#free.pop();
+    if (free !== undefined) return free;
+    if (this.#slots.length < SLOTS) return this.#slots.push(new Uint8Array(new SharedArrayBuffer(BATCH))) - 1;
+    return new Promise((resolve) => this.#waiting.push(resolve));
+  }
+
+  #release(slot: number): void {
+    const next = this.#waiting.shift();
+    if (next) next(slot);
+    else this.#free.push(slot);
   }
 
   /** Stops the threads; writes under way fail. */
@@ -192,12 +221,20 @@ export class FileWriterPool {
     await Promise.all(threads.map((t) => t.worker.terminate()));
   }
 
-  /** A thread with nothing to do, a new one while under the limit, else the least busy. */
-  #pick(): Thread {
-    const idle = this.#threads.find((t) => t.load === 0);
-    if (idle) return idle;
-    if (this.#threads.length < this.#limit) return this.#start();
-    return this.#threads.reduce((a, b) => (b.load < a.load ? b : a));
+  /**
+   * The thread with the fewest bytes to write, unless they and the file's would pass `SPREAD` and another thread
+   * may start. Small files all go to one thread: each wake-up of a sleeping thread costs a system call, and on a
+   * virtual machine an interrupt between cores; large files spread over threads, to be hashed on several cores.
+   */
+  #pick(bytes: number): Thread {
+    const least = this.#threads.reduce<Thread | undefined>(
+      (a, b) => (a && a.bytes <= b.bytes ? a : b),
+      undefined,
+    );
+    if (least && (least.load === 0 || least.bytes + bytes <= SPREAD || this.#threads.length >= this.#limit)) {
+      return least;
+    }
+    return this.#start();
   }
 
   #start(): Thread {
@@ -208,15 +245,20 @@ export class FileWriterPool {
       new URL("./file-writer-thread.js", import.meta.url),
       inputType ? { execArgv: [] } : {},
     );
-    const thread: Thread = { worker, load: 0, stopped: false };
+    const thread: Thread = { worker, load: 0, bytes: 0, known: new Set(), holds: new Set(), stopped: false };
     worker.unref();
     worker.on("message", (reply: WriterReply) => {
-      if (reply.buffer && this.#spare.length < SPARE) this.#spare.push(new Uint8Array(reply.buffer));
+      if (reply.slot !== undefined) {
+        thread.holds.delete(reply.slot);
+        this.#release(reply.slot);
+      }
       this.#pending.get(reply.id)?.onReply(reply);
     });
     const stopped = (error: Error) => {
       if (thread.stopped) return;
       thread.stopped = true;
+      for (const slot of thread.holds) this.#release(slot);
+      thread.holds.clear();
       const at = this.#threads.indexOf(thread);
       if (at >= 0) this.#threads.splice(at, 1);
       for (const [id, p] of this.#pending) {
@@ -230,8 +272,9 @@ export class FileWriterPool {
   }
 
   /** Counts a file in or out of `thread`; a thread with files to write keeps the process alive. */
-  #use(thread: Thread, delta: 1 | -1): void {
+  #use(thread: Thread, delta: 1 | -1, bytes: number): void {
     thread.load += delta;
+    thread.bytes += delta * bytes;
     if (thread.load === 1 && delta === 1) thread.worker.ref();
     else if (thread.load === 0) thread.worker.unref();
   }

@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { FileWriterPool } from "../src/file-writers.js";
+import { chunksOf } from "./chunks.js";
 
 const dir = await mkdtemp(join(tmpdir(), "cairn-writers-"));
 const pool = new FileWriterPool({ threads: 2 });
@@ -16,15 +17,6 @@ afterAll(async () => {
 });
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
-
-async function* chunksOf(bytes: Buffer, sizes: number[]): AsyncGenerator<Uint8Array> {
-  let at = 0;
-  for (let i = 0; at < bytes.length; i++) {
-    const size = sizes[i % sizes.length]!;
-    yield bytes.subarray(at, at + size);
-    at += size;
-  }
-}
 
 /** A body that gives `bytes`, then fails with `error`. */
 async function* failingAfter(bytes: Buffer, error: Error): AsyncGenerator<Uint8Array> {
@@ -71,12 +63,17 @@ describe("FileWriterPool", () => {
     expect(await readFile(join(dir, "kept"), "utf8")).toBe("kept wholekept whole");
   });
 
-  it("writes many files at once, each whole, over its threads", async () => {
-    const files = Array.from({ length: 200 }, (_, i) => randomBytes(1 + ((i * 7919) % 200_000)));
+  it("writes many files at once, each whole, small ones on one thread and large ones spread", async () => {
+    const files = Array.from({ length: 200 }, (_, i) =>
+      randomBytes(i % 50 === 0 ? 6 * 1024 * 1024 : 1 + ((i * 7919) % 200_000)),
+    );
     await mkdir(join(dir, "many"));
     const out = await Promise.all(
       files.map((bytes, i) =>
-        pool.write(join(dir, "many", `f${i}`), chunksOf(bytes, [16384]), { algorithm: "sha256" }),
+        pool.write(join(dir, "many", `f${i}`), chunksOf(bytes, [16384]), {
+          algorithm: "sha256",
+          check: { size: bytes.length, mismatch },
+        }),
       ),
     );
     for (const [i, bytes] of files.entries()) {

@@ -6,18 +6,10 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { afterAll, describe, expect, it } from "vitest";
 import { digestChecked, writeBody } from "../src/files.js";
+import { chunksOf } from "./chunks.js";
 
 const dir = await mkdtemp(join(tmpdir(), "cairn-files-"));
 afterAll(() => rm(dir, { recursive: true, force: true }));
-
-async function* chunksOf(bytes: Buffer, sizes: number[]): AsyncGenerator<Uint8Array> {
-  let at = 0;
-  for (let i = 0; at < bytes.length; i++) {
-    const size = sizes[i % sizes.length]!;
-    yield bytes.subarray(at, at + size);
-    at += size;
-  }
-}
 
 async function written(name: string, body: AsyncIterable<Uint8Array>, each?: (c: Uint8Array) => void) {
   const file = join(dir, name);
