@@ -416,11 +416,16 @@ async function digestsOf(dir: string): Promise<Map<string, string>> {
  * each file is written by a `FileWriterPool`, its bytes checked against their SHA-256 there (rclone checks the MD5
  * of each), so the store is told not to check them too.
  */
-async function getAll(store: ObjectStore, dir: string, digests: Map<string, string>): Promise<void> {
+async function getAll(
+  store: ObjectStore,
+  dir: string,
+  digests: Map<string, string>,
+  check: "sha256" | "md5" = "sha256",
+): Promise<void> {
   const folders = new Map<string, Promise<unknown>>();
   const limit = pLimit(PARALLEL);
   const running = new Set<Promise<void>>();
-  for await (const { key, size } of store.list("")) {
+  for await (const { key, size, etag } of store.list("")) {
     const file = join(dir, key);
     const folder = dirname(file);
     if (!folders.has(folder)) folders.set(folder, mkdir(folder, { recursive: true }));
@@ -429,9 +434,15 @@ async function getAll(store: ObjectStore, dir: string, digests: Map<string, stri
       // As `cairn fs download` writes (apps/cli/src/local-files.ts), without its temporary name.
       const { body } = await store.get(key, { verify: false });
       try {
+        // rclone's check: the MD5 of the bytes against the ETag, when the ETag is one (a single PUT's).
+        const md5 = /^"?([0-9a-f]{32})"?$/.exec(etag)?.[1];
         await writers.write(file, body, {
-          algorithm: "sha256",
-          check: { size, digest: digests.get(key), mismatch: () => new Error(`cairn read ${key} wrong.`) },
+          algorithm: check,
+          check: {
+            size,
+            digest: check === "sha256" ? digests.get(key) : md5,
+            mismatch: () => new Error(`cairn read ${key} wrong.`),
+          },
         });
       } finally {
         body.destroy();
@@ -452,10 +463,12 @@ interface TransferCase {
   set: FileSet;
   /** Extra store URL parameters, `&name=value…`, and a word for them in the name. */
   params?: { url: string; label: string };
+  /** What downloads check: the SHA-256 each file's entry records (as `cairn fs download`), or the MD5 rclone checks. */
+  check?: "sha256" | "md5";
 }
 
-function transferCase({ remote, direction, set, params }: TransferCase): Case {
-  const name = `${remote}-${direction}-${set.tag}${params ? `-${params.label}` : ""}`;
+function transferCase({ remote, direction, set, params, check = "sha256" }: TransferCase): Case {
+  const name = `${remote}-${direction}-${set.tag}${params ? `-${params.label}` : ""}${check === "md5" ? "-md5" : ""}`;
   const what = `${set.count} × ${set.size >= MiB ? `${set.size / MiB} MiB` : `${set.size / KiB} KiB`}`;
   return {
     name,
@@ -501,7 +514,7 @@ function transferCase({ remote, direction, set, params }: TransferCase): Case {
           const store = await r.open("cairn", "t", params?.url);
           const digests = await digestsOf(source);
           for (let round = 0; round < ROUNDS; round++) {
-            cairnRounds.push(await timed(() => getAll(store, join(out, "cairn"), digests)));
+            cairnRounds.push(await timed(() => getAll(store, join(out, "cairn"), digests, check)));
             await checkFiles(join(out, "cairn"), set, "cairn");
             rmSync(join(out, "cairn"), { recursive: true, force: true });
             rcloneRounds.push(await rcloneCopy(seed.path, join(out, "rclone"), seed));
@@ -525,7 +538,7 @@ function transferCase({ remote, direction, set, params }: TransferCase): Case {
           ...figures(cairn, rclone),
           note:
             `${what} ${direction === "up" ? `folder → ${emulator}` : `${emulator} → folder`}` +
-            `${params ? ` (${params.url.replace(/^&/, "")})` : ""}${set.size < MiB ? `, ${Math.round(set.count / (cairn.ms / 1000))} files/s` : ""}; rclone copy ${seconds(rclone.ms)}; ` +
+            `${params ? ` (${params.url.replace(/^&/, "")})` : ""}${check === "md5" ? " (checked by MD5 against the ETag, as rclone checks)" : ""}${set.size < MiB ? `, ${Math.round(set.count / (cairn.ms / 1000))} files/s` : ""}; rclone copy ${seconds(rclone.ms)}; ` +
             `ratio ${ratio.toFixed(2)} (target ≤ 1.0, ≤ 256 MB; medians of ${ROUNDS} rounds in turn, each round's ratio ${rounds}); ` +
             `${PARALLEL} at a time; ${cpuNote(cairn, rclone, emulator)}${scaleNote}`,
         };
@@ -540,7 +553,8 @@ function transferCase({ remote, direction, set, params }: TransferCase): Case {
 /**
  * Folder → emulator and back for 2,000 × 64 KiB and 4 × 64 MiB files. Files up to 100 MiB go up to S3 in one PUT
  * (rclone's cutoff is 200 MiB); S3 uploads of large files also run in parts (`singlePutLimit=0`), as streams
- * that cannot be reopened and files above 100 MiB go up, to show what s3rver's assembly of parts costs.
+ * that cannot be reopened and files above 100 MiB go up, to show what s3rver's assembly of parts costs. Large S3
+ * downloads also run checked by MD5 against the ETag, rclone's check, to show what the SHA-256 check costs.
  */
 export const STORE_CASES: Case[] = [
   transferCase({ remote: "s3", direction: "up", set: SMALL }),
@@ -553,6 +567,7 @@ export const STORE_CASES: Case[] = [
     params: { url: "&singlePutLimit=0", label: "parts" },
   }),
   transferCase({ remote: "s3", direction: "down", set: BIG }),
+  transferCase({ remote: "s3", direction: "down", set: BIG, check: "md5" }),
   transferCase({ remote: "azure", direction: "up", set: SMALL }),
   transferCase({ remote: "azure", direction: "down", set: SMALL }),
   transferCase({ remote: "azure", direction: "up", set: BIG }),
