@@ -1,7 +1,8 @@
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { generateKeyPairSync } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 import { BIN, type Cli, EXIT, expectOneLineError, setupCli, snapshot } from "./helpers.js";
 
@@ -71,6 +72,29 @@ describe("cairn dump and load", () => {
     expect(await view(cli, meta)(["fs", "cat", "cairn://source/dev/staged.txt"])).toBe(
       "staged, not committed\n",
     );
+  });
+
+  it("loads on its reader thread under `node --input-type=module -e`, a flag worker threads refuse", async () => {
+    const file = join(cli.dir, "eval.json");
+    await cli.ok(["dump", cli.meta, file]);
+    const meta = targetMeta("evaluated");
+    // `node -e` gives the arguments after the script from process.argv[1]: the first one stands for the script.
+    const r = spawnSync(
+      process.execPath,
+      [
+        "--input-type=module",
+        "-e",
+        `await import(${JSON.stringify(pathToFileURL(BIN).href)})`,
+        "-",
+        "load",
+        meta,
+        file,
+      ],
+      { cwd: cli.dir, encoding: "utf8", env: { ...process.env, CAIRN_META: "" } },
+    );
+    expect(r.stderr).toBe("");
+    expect(r.stdout).toContain("2 repositories");
+    expect(r.status).toBe(0);
   });
 
   it("pipes dump into load between two processes, gzip and --no-staging included", async () => {

@@ -238,13 +238,7 @@ export class FileWriterPool {
   }
 
   #start(): Thread {
-    // A worker takes the process's flags, but `--input-type` (of `node --input-type=module -e …`) stops it; flags
-    // given explicitly must all be a worker's, so then it gets none.
-    const inputType = process.execArgv.some((flag) => flag.startsWith("--input-type"));
-    const worker = new Worker(
-      new URL("./file-writer-thread.js", import.meta.url),
-      inputType ? { execArgv: [] } : {},
-    );
+    const worker = new Worker(new URL("./file-writer-thread.js", import.meta.url), workerFlags());
     const thread: Thread = { worker, load: 0, bytes: 0, known: new Set(), holds: new Set(), stopped: false };
     worker.unref();
     worker.on("message", (reply: WriterReply) => {
@@ -278,6 +272,14 @@ export class FileWriterPool {
     if (thread.load === 1 && delta === 1) thread.worker.ref();
     else if (thread.load === 0) thread.worker.unref();
   }
+}
+
+/**
+ * The flags of a worker thread: the process's own, unless they hold `--input-type` (of `node --input-type=module
+ * -e …`), which stops a worker from starting; flags given explicitly must all be a worker's, so then it gets none.
+ */
+export function workerFlags(): { execArgv?: string[] } {
+  return process.execArgv.some((flag) => flag.startsWith("--input-type")) ? { execArgv: [] } : {};
 }
 
 /** An error of the writing thread as Node's own: the same message, code, syscall and paths. */

@@ -4,6 +4,7 @@ import { encodeJson, utf8 } from "./codec.js";
 import { asCairnError, ENGINE_DUMP_SCHEMAS, ENGINE_DUMP_SECTIONS } from "./dump.js";
 import { clearKeys, type MetadataEngine, type WriteOp } from "./engine.js";
 import { InvalidArgumentError, PreconditionFailedError } from "./errors.js";
+import { workerFlags } from "./file-writers.js";
 import { GLOBAL_PARTITION, namespaceKey, repoKey } from "./layout.js";
 import { LoadCheckError, LoadChecks, type LoadedRepository, type PutFn } from "./load-records.js";
 import type { LoadThreadData, LoadThreadMessage, PackedBatch } from "./load-thread.js";
@@ -221,6 +222,7 @@ async function* checkOnThread(source: DumpBytes, options: LoadEngineOptions): As
   const worker = new Worker(new URL("./load-thread.js", import.meta.url), {
     workerData: data,
     resourceLimits: { maxOldGenerationSizeMb: THREAD_HEAP_MB, maxYoungGenerationSizeMb: THREAD_YOUNG_MB },
+    ...workerFlags(),
   });
   const input = iterate("bytes" in source ? source.bytes : []);
   const messages: LoadThreadMessage[] = [];
