@@ -1,5 +1,6 @@
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
+import { InvalidArgumentError } from "./errors.js";
 import type { OpenSpec, ThreadError, WriterReply, WriterRequest } from "./file-writer-thread.js";
 
 /**
@@ -139,6 +140,8 @@ export class FileWriterPool {
       expected: check ? { size: check.size, digest: check.digest } : undefined,
     };
     const send = (slot: number, length: number, end: boolean) => {
+      // A thread that stopped has failed this write already; the slot goes back rather than to it.
+      if (thread.stopped) return this.#release(slot);
       const request: WriterRequest = { id, slot, length, ...(open ? { open } : {}), ...(end ? { end } : {}) };
       if (!thread.known.has(slot)) {
         request.share = this.#slots[slot]!.buffer;
@@ -155,8 +158,13 @@ export class FileWriterPool {
     let filled = 0;
     try {
       try {
-        for await (const chunk of body) {
+        for await (const chunk of body as AsyncIterable<unknown>) {
           if (failure) break;
+          if (!(chunk instanceof Uint8Array)) {
+            throw new InvalidArgumentError(
+              `A file's bytes come as Uint8Array or Buffer chunks, not ${typeof chunk === "string" ? "text (a stream with an encoding set?)" : typeof chunk}.`,
+            );
+          }
           for (let at = 0; at < chunk.length; ) {
             slot ??= await this.#take();
             const n = Math.min(BATCH - filled, chunk.length - at);

@@ -135,6 +135,15 @@ describe("FileWriterPool", () => {
     }
   });
 
+  it("refuses chunks that are not bytes, before it writes anything", async () => {
+    const target = join(dir, "text");
+    const text = (async function* () {
+      yield "not bytes";
+    })() as AsyncIterable<unknown> as AsyncIterable<Uint8Array>;
+    await expect(pool.write(target, text)).rejects.toThrow(/Uint8Array or Buffer chunks, not text/);
+    expect(existsSync(target)).toBe(false);
+  });
+
   it("fails with the file system's own error, code and path, and removes what it wrote", async () => {
     const missing = join(dir, "no-such-folder", "f");
     const error = await pool.write(missing, chunksOf(Buffer.from("x"), [1])).catch((e: unknown) => e);
