@@ -2,6 +2,7 @@ import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { InvalidArgumentError } from "./errors.js";
 import type { OpenSpec, ThreadError, WriterReply, WriterRequest } from "./file-writer-thread.js";
+import { workerFlags } from "./worker-flags.js";
 
 /**
  * The size of the pool's buffers, shared with its threads, that carry bytes to them: each is filled here and named
@@ -45,11 +46,11 @@ interface Thread {
   worker: Worker;
   /** Files being written by it. */
   load: number;
+  /** The bytes of those files, as far as known (`check.size`; a batch for a file of unknown size). */
+  bytes: number;
   /** The slots it has been sent, and those it holds now. */
   known: Set<number>;
   holds: Set<number>;
-  /** The bytes of those files, as far as known (`check.size`; a batch for a file of unknown size). */
-  bytes: number;
   /** It failed or exited: its files failed with it. */
   stopped: boolean;
 }
@@ -61,8 +62,8 @@ interface Pending {
 }
 
 /**
- * Writes files on threads of their own: each file's bytes are gathered here into batches of 1 MiB, moved to a
- * writing thread, and hashed, written, closed and renamed there with synchronous calls.
+ * Writes files on threads of their own: each file's bytes are copied here into 1 MiB buffers shared with a writing
+ * thread, and hashed, written, closed, checked and renamed there with synchronous calls.
  *
  * Downloads are why. On the main thread, a file written through Node's `FileHandle` costs a round trip to libuv's
  * thread pool for each open, write, close and rename, and hashing its bytes takes the thread that also reads the
@@ -71,8 +72,8 @@ interface Pending {
  * several cores.
  *
  * Threads start when needed, up to `threads` (default: the machine's cores, at most 4): small files share one,
- * large ones spread over several. Idle threads do not keep the process alive. On any
- * failure (the body's, a write's, a check's) the file written is removed before `write` rejects.
+ * large ones spread over several. Idle threads do not keep the process alive. On any failure (the body's, a
+ * write's, a check's) the file written is removed before `write` rejects.
  */
 export class FileWriterPool {
   readonly #limit: number;
@@ -280,14 +281,6 @@ export class FileWriterPool {
     if (thread.load === 1 && delta === 1) thread.worker.ref();
     else if (thread.load === 0) thread.worker.unref();
   }
-}
-
-/**
- * The flags of a worker thread: the process's own, unless they hold `--input-type` (of `node --input-type=module
- * -e …`), which stops a worker from starting; flags given explicitly must all be a worker's, so then it gets none.
- */
-export function workerFlags(): { execArgv?: string[] } {
-  return process.execArgv.some((flag) => flag.startsWith("--input-type")) ? { execArgv: [] } : {};
 }
 
 /** An error of the writing thread as Node's own: the same message, code, syscall and paths. */

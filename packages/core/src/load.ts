@@ -4,11 +4,11 @@ import { encodeJson, utf8 } from "./codec.js";
 import { asCairnError, ENGINE_DUMP_SCHEMAS, ENGINE_DUMP_SECTIONS } from "./dump.js";
 import { clearKeys, type MetadataEngine, type WriteOp } from "./engine.js";
 import { InvalidArgumentError, PreconditionFailedError } from "./errors.js";
-import { workerFlags } from "./file-writers.js";
 import { GLOBAL_PARTITION, namespaceKey, repoKey } from "./layout.js";
 import { LoadCheckError, LoadChecks, type LoadedRepository, type PutFn } from "./load-records.js";
 import type { LoadThreadData, LoadThreadMessage, PackedBatch } from "./load-thread.js";
 import type { RepositoryRecord } from "./records.js";
+import { workerFlags } from "./worker-flags.js";
 
 export interface LoadEngineOptions {
   /** Load only this repository of the dump, into an engine that may hold others (but not this one). */

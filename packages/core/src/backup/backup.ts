@@ -297,10 +297,10 @@ async function inventoryDigests(
 
 /** Uploads a local file and returns its size and SHA-256 as stored. */
 async function upload(target: ObjectStore, file: string, key: string): Promise<SnapshotFile> {
-  const hash = createHash("sha256");
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
   const { size } = await stat(file);
   const open = () => fileStream(file, size);
+  const hash = createHash("sha256");
+  for await (const chunk of open()) hash.update(chunk as Buffer);
   await target.put(key, open(), { size, contentType: "application/gzip", reopen: open });
   return { path: key, size, sha256: hash.digest("hex") };
 }
