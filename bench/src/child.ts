@@ -1,5 +1,9 @@
 // One benchmark phase in its own process: `node child.js <name> setup|run|teardown`.
+import { tuneHeapForStreaming } from "@cairn/core";
 import { CASES } from "./cases.js";
+
+// As the `cairn` command runs (apps/cli/src/bin.ts); CAIRN_BENCH_V8_DEFAULTS=1 measures V8's defaults instead.
+if (process.env.CAIRN_BENCH_V8_DEFAULTS !== "1") tuneHeapForStreaming();
 
 const [name, phase] = process.argv.slice(2);
 const c = CASES.find((x) => x.name === name);

@@ -15,6 +15,7 @@ export * from "./engine-checks.js";
 export * from "./errors.js";
 export { FileWriterPool, type WriteFileOptions, type WrittenFile } from "./file-writers.js";
 export { chunkStream, digestChecked, fileStream, writeBody } from "./files.js";
+export { tuneHeapForStreaming } from "./heap.js";
 export { flattenPages, paginate } from "./iterate.js";
 export * from "./lease.js";
 export * from "./load.js";
