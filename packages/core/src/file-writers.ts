@@ -80,7 +80,7 @@ export class FileWriterPool {
   readonly #threads: Thread[] = [];
   readonly #pending = new Map<number, Pending>();
   /** The shared buffers, by slot, those free to fill, and writes waiting for one. */
-  readonly #slots: Uint8Array<SharedArrayBuffer>[] = [];
+  readonly #slots: Buffer<SharedArrayBuffer>[] = [];
   readonly #free: number[] = [];
   readonly #waiting: ((slot: number) => void)[] = [];
   #nextId = 0;
@@ -169,9 +169,13 @@ export class FileWriterPool {
           for (let at = 0; at < chunk.length; ) {
             slot ??= await this.#take();
             const n = Math.min(BATCH - filled, chunk.length - at);
-            this.#slots[slot]!.set(
+            // `fill` with bytes exactly as long as the range copies them once, with the C library's memcpy.
+            // `set` into shared memory copies with relaxed atomics instead, a byte at a time when the two ends
+            // are not aligned alike, as a socket's chunks seldom are: 5–6 times slower (0.1 s per 256 MB).
+            this.#slots[slot]!.fill(
               at === 0 && n === chunk.length ? chunk : chunk.subarray(at, at + n),
               filled,
+              filled + n,
             );
             filled += n;
             at += n;
@@ -213,7 +217,7 @@ export class FileWriterPool {
   #take(): number | Promise<number> {
     const free = this.#free.pop();
     if (free !== undefined) return free;
-    if (this.#slots.length < SLOTS) return this.#slots.push(new Uint8Array(new SharedArrayBuffer(BATCH))) - 1;
+    if (this.#slots.length < SLOTS) return this.#slots.push(Buffer.from(new SharedArrayBuffer(BATCH))) - 1;
     return new Promise((resolve) => this.#waiting.push(resolve));
   }
 

@@ -38,6 +38,24 @@ describe("FileWriterPool", () => {
     expect((await readFile(file)).equals(bytes)).toBe(true);
   });
 
+  it("takes plain Uint8Array chunks at any offset of their buffers", async () => {
+    const bytes = randomBytes(2 * 1024 * 1024 + 77);
+    async function* plain() {
+      for await (const chunk of chunksOf(bytes, [65535, 3, 1024 * 1024 + 5])) {
+        // Each chunk a view three bytes into a buffer of its own, as a socket's chunks sit after headers.
+        const backing = new Uint8Array(chunk.length + 3);
+        backing.set(chunk, 3);
+        yield backing.subarray(3);
+      }
+    }
+    const file = join(dir, "plain-views");
+    expect(await pool.write(file, plain(), { algorithm: "sha256" })).toEqual({
+      size: bytes.length,
+      digest: sha256(bytes),
+    });
+    expect((await readFile(file)).equals(bytes)).toBe(true);
+  });
+
   it("writes empty files, and files without a digest", async () => {
     expect(
       await pool.write(join(dir, "empty"), chunksOf(Buffer.alloc(0), [1]), { algorithm: "md5" }),
