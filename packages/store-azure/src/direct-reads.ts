@@ -181,7 +181,7 @@ export class DirectReads {
         r?.resume();
         return undefined;
       });
-    const bytes = resumed(res, start, last, resume);
+    const bytes = new Resumed(res, start, last, resume);
     let whole: Buffer[] | undefined;
     if (length <= IN_MEMORY) {
       // Small answers are read whole first: one stream over chunks in memory costs less than one over a
@@ -199,7 +199,7 @@ export class DirectReads {
       etag,
       lastModified: h["last-modified"] ? new Date(h["last-modified"]) : undefined,
       contentMd5: Array.isArray(h["content-md5"]) ? h["content-md5"][0] : h["content-md5"],
-      body: whole ? chunkStream(whole) : Readable.from(bytes, { objectMode: false }),
+      body: whole ? chunkStream(whole) : bytes,
     };
   }
 
@@ -304,29 +304,91 @@ export class DirectReads {
 /**
  * The bytes `start`..`last` of `first`, and of the answers `resume` gives from where a cut one stopped (at most
  * {@link RESUMES} times); fails with the cut's error when no resumption answers.
+ *
+ * A stream that passes each answer's chunks on as they come, pausing the answer while the reader is behind: an
+ * async generator over the answer, made a stream with `Readable.from`, costs two more promises per chunk
+ * (~0.04 s of the main thread per 256 MB read in 64 KiB chunks).
  */
-async function* resumed(
-  first: IncomingMessage,
-  start: number,
-  last: number,
-  resume: (offset: number) => Promise<IncomingMessage | undefined>,
-): AsyncGenerator<Buffer> {
-  let res: IncomingMessage | undefined = first;
-  let offset = start;
-  for (let resumes = 0; ; resumes++) {
-    try {
-      for await (const chunk of res as AsyncIterable<Buffer>) {
-        offset += chunk.length;
-        yield chunk;
+class Resumed extends Readable {
+  #res: IncomingMessage | undefined;
+  #offset: number;
+  readonly #last: number;
+  readonly #resume: (offset: number) => Promise<IncomingMessage | undefined>;
+  #resumes = 0;
+
+  constructor(
+    first: IncomingMessage,
+    start: number,
+    last: number,
+    resume: (offset: number) => Promise<IncomingMessage | undefined>,
+  ) {
+    super();
+    this.#offset = start;
+    this.#last = last;
+    this.#resume = resume;
+    this.#follow(first);
+  }
+
+  #follow(res: IncomingMessage): void {
+    this.#res = res;
+    res.on("data", (chunk: Buffer) => {
+      this.#offset += chunk.length;
+      if (!this.push(chunk)) res.pause();
+    });
+    res.once("end", () => {
+      if (this.#offset > this.#last) {
+        this.#res = undefined;
+        this.push(null);
+      } else {
+        this.#cut(
+          res,
+          Object.assign(new Error(`The answer ended at byte ${this.#offset} of ${this.#last + 1}.`), {
+            code: "ECONNRESET",
+          }),
+        );
       }
-      if (offset > last) return;
-      throw Object.assign(new Error(`The answer ended at byte ${offset} of ${last + 1}.`), {
-        code: "ECONNRESET",
-      });
-    } catch (error) {
-      if (resumes >= RESUMES) throw error;
-      res = await resume(offset);
-      if (!res) throw error;
+    });
+    res.once("error", (error) => this.#cut(res, error));
+    // An answer closed before its end or an error (its socket destroyed) is cut too.
+    res.once("close", () => {
+      if (!res.complete)
+        this.#cut(res, Object.assign(new Error("The answer was cut."), { code: "ECONNRESET" }));
+    });
+  }
+
+  /** Drops `res`, cut by `error`, and reads the rest from a new answer, or fails with `error`. */
+  #cut(res: IncomingMessage, error: Error): void {
+    if (this.#res !== res) return; // Already dropped, or this stream was destroyed.
+    this.#res = undefined;
+    res.removeAllListeners("data");
+    res.on("error", () => {});
+    res.destroy();
+    if (this.#resumes++ >= RESUMES) {
+      this.destroy(error);
+      return;
     }
+    this.#resume(this.#offset).then(
+      (next) => {
+        if (this.destroyed) next?.destroy();
+        else if (next) this.#follow(next);
+        else this.destroy(error);
+      },
+      () => this.destroy(error),
+    );
+  }
+
+  override _read(): void {
+    this.#res?.resume();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    const res = this.#res;
+    this.#res = undefined;
+    if (res) {
+      res.removeAllListeners("data");
+      res.on("error", () => {});
+      res.destroy();
+    }
+    callback(error);
   }
 }
