@@ -488,22 +488,35 @@ function transferCase({ remote, direction, set, params, check = "sha256" }: Tran
         const rcloneRounds: Timing[] = [];
         // The emulators leave work behind a transfer (garbage to collect): whoever goes next pays for it, ~0.5 s
         // of Azurite's CPU after 2,000 uploads. So each measured transfer follows one of the same files:
-        // rclone's, not measured, before cairn's first; then cairn's and rclone's in turn. And the machine's
-        // speed drifts from minute to minute, so each side runs ROUNDS times, in turn, and gives its median.
+        // rclone's, not measured, before the first round. And the machine's speed drifts from minute to minute,
+        // so each side runs ROUNDS times and gives its median, in turns that alternate who goes first (cairn then
+        // rclone, rclone then cairn, …): what one transfer leaves behind for the next (an emulator's garbage, the
+        // kernel's free memory and recently removed inodes) falls on each side as often.
+        const inTurn = async (round: number, turns: [() => Promise<void>, () => Promise<void>]) => {
+          const [first, second] = round % 2 === 0 ? turns : [turns[1], turns[0]];
+          await first();
+          await second();
+        };
         if (direction === "up") {
           await r.create("warm");
           const warm = r.rclone("warm", "t");
           await rcloneCopy(source, warm.path, warm);
           for (let round = 0; round < ROUNDS; round++) {
-            const store = await r.open("cairn", `t${round}`, params?.url);
-            cairnRounds.push(await timed(() => putAll(store, source)));
-            await checkObjects(store, set, "cairn");
-            await store.close();
-            const to = r.rclone("rclone", `t${round}`);
-            rcloneRounds.push(await rcloneCopy(source, to.path, to));
-            const check = await r.open("rclone", `t${round}`);
-            await checkObjects(check, set, "rclone");
-            await check.close();
+            await inTurn(round, [
+              async () => {
+                const store = await r.open("cairn", `t${round}`, params?.url);
+                cairnRounds.push(await timed(() => putAll(store, source)));
+                await checkObjects(store, set, "cairn");
+                await store.close();
+              },
+              async () => {
+                const to = r.rclone("rclone", `t${round}`);
+                rcloneRounds.push(await rcloneCopy(source, to.path, to));
+                const check = await r.open("rclone", `t${round}`);
+                await checkObjects(check, set, "rclone");
+                await check.close();
+              },
+            ]);
           }
         } else {
           // Both read the same objects, put there by rclone (not measured), after rclone read them once.
@@ -524,14 +537,20 @@ function transferCase({ remote, direction, set, params, check = "sha256" }: Tran
           const store = await r.open("cairn", "t", params?.url);
           const digests = await digestsOf(source);
           for (let round = 0; round < ROUNDS; round++) {
-            const mine = join(out, `cairn-${round}`);
-            cairnRounds.push(await timed(() => getAll(store, mine, digests, check)));
-            await checkFiles(mine, set, "cairn");
-            done(mine);
-            const theirs = join(out, `rclone-${round}`);
-            rcloneRounds.push(await rcloneCopy(seed.path, theirs, seed));
-            await checkFiles(theirs, set, "rclone");
-            done(theirs);
+            await inTurn(round, [
+              async () => {
+                const mine = join(out, `cairn-${round}`);
+                cairnRounds.push(await timed(() => getAll(store, mine, digests, check)));
+                await checkFiles(mine, set, "cairn");
+                done(mine);
+              },
+              async () => {
+                const theirs = join(out, `rclone-${round}`);
+                rcloneRounds.push(await rcloneCopy(seed.path, theirs, seed));
+                await checkFiles(theirs, set, "rclone");
+                done(theirs);
+              },
+            ]);
           }
           await store.close();
         }
@@ -551,7 +570,7 @@ function transferCase({ remote, direction, set, params, check = "sha256" }: Tran
           note:
             `${what} ${direction === "up" ? `folder → ${emulator}` : `${emulator} → folder`}` +
             `${params ? ` (${params.url.replace(/^&/, "")})` : ""}${check === "md5" ? " (checked by MD5 against the ETag, as rclone checks)" : ""}${set.size < MiB ? `, ${Math.round(set.count / (cairn.ms / 1000))} files/s` : ""}; rclone copy ${seconds(rclone.ms)}; ` +
-            `ratio ${ratio.toFixed(2)} (target ≤ 1.0, ≤ 256 MB; medians of ${ROUNDS} rounds in turn, each round's ratio ${rounds}); ` +
+            `ratio ${ratio.toFixed(2)} (target ≤ 1.0, ≤ 256 MB; medians of ${ROUNDS} rounds, who goes first alternating, each round's ratio ${rounds}); ` +
             `${PARALLEL} at a time; ${cpuNote(cairn, rclone, emulator)}${scaleNote}`,
         };
       } finally {
