@@ -1,9 +1,7 @@
 import { setFlagsFromString } from "node:v8";
 
-let tuned = false;
-
 /**
- * Sets V8's garbage collector for a process that streams bytes, as cairn's own command does: called once, early,
+ * Sets V8's garbage collector for a process that streams bytes, as cairn's own command does: called early (again, it changes nothing more),
  * it changes V8 for the whole process, so a library leaves the choice to the program that embeds it.
  *
  * Why. A process that moves bytes keeps a small heap (10 MB, say) and allocates fast: each socket read is a new
@@ -16,7 +14,5 @@ let tuned = false;
  * same download, and a third less CPU. Pauses stay short, since the heap stays small.
  */
 export function tuneHeapForStreaming(): void {
-  if (tuned) return;
-  tuned = true;
   setFlagsFromString("--no-concurrent-marking");
 }

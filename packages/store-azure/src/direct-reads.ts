@@ -222,8 +222,8 @@ export class DirectReads {
     const bytes = new Resumed(res, start, last, resume);
     let whole: Buffer[] | undefined;
     if (length <= IN_MEMORY) {
-      // Small answers are read whole first: one stream over chunks in memory costs less than one over a
-      // generator over the response, and a cut is resumed before the caller sees a byte. One that cannot be
+      // Small answers are read whole first: one stream over chunks in memory costs less than one that follows
+      // the response, and a cut is resumed before the caller sees a byte. One that cannot be
       // resumed (the blob changed meanwhile) is read again by the SDK, whole and of one version.
       whole = [];
       try {
@@ -377,10 +377,7 @@ class Resumed extends Readable {
   /** Drops `res`, cut by `error`, and reads the rest from a new answer, or fails with `error`. */
   #cut(res: IncomingMessage, error: Error): void {
     if (this.#res !== res) return; // Already dropped, or this stream was destroyed.
-    this.#res = undefined;
-    res.removeAllListeners("data");
-    res.on("error", () => {});
-    res.destroy();
+    this.#drop();
     if (this.#resumes++ >= RESUMES) {
       this.destroy(error);
       return;
@@ -400,13 +397,17 @@ class Resumed extends Readable {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#drop();
+    callback(error);
+  }
+
+  /** Stops following the current answer, if any, and closes it; its later events are ignored. */
+  #drop(): void {
     const res = this.#res;
     this.#res = undefined;
-    if (res) {
-      res.removeAllListeners("data");
-      res.on("error", () => {});
-      res.destroy();
-    }
-    callback(error);
+    if (!res) return;
+    res.removeAllListeners("data");
+    res.on("error", () => {});
+    res.destroy();
   }
 }
