@@ -1,8 +1,9 @@
 import { setFlagsFromString } from "node:v8";
 
 /**
- * Sets V8's garbage collector for a process that streams bytes, as cairn's own command does: called early (again, it changes nothing more),
- * it changes V8 for the whole process, so a library leaves the choice to the program that embeds it.
+ * Sets V8's garbage collector for a process that streams bytes, as cairn's own command does. Call it early (a
+ * second call changes nothing); it changes V8 for the whole process, so a library leaves the choice to the
+ * program that embeds it.
  *
  * Why. A process that moves bytes keeps a small heap (10 MB, say) and allocates fast: each socket read is a new
  * buffer. Its young generation soon grows to its largest (16 MB), and V8 starts marking the old generation
