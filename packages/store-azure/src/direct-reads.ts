@@ -2,12 +2,10 @@
 // CPU besides its bytes (a client per blob, header deserialization, tracing spans, abort signals): most of the
 // work of downloading a small blob; a listing page of 2,000 blobs costs ~0.25 s of CPU in the SDK's model
 // deserialization. Here a read or a page is one GET with the store's SAS, or with a SAS the store signs itself
-// from its account key (read and list only), on connections of its own. Only a 200 or 206 answer is taken; any
-// other, and any failure before one, goes to the SDK, which asks again and reports it as before. A body cut
-// short is resumed where it stopped, pinned to the same version by its ETag, as the SDK's downloads are.
-import type { IncomingMessage } from "node:http";
-import { Agent as HttpAgent, request as httpRequest } from "node:http";
-import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+// from its account key (read and list only), on connections of its own (core's `HttpGets`, which hands a body
+// over as the socket reads it). Only a 200 or 206 answer is taken; any other, and any failure before one, goes
+// to the SDK, which asks again and reports it as before. A body cut short is resumed where it stopped, pinned to
+// the same version by its ETag, as the SDK's downloads are.
 import { Readable } from "node:stream";
 import {
   AnonymousCredential,
@@ -15,7 +13,7 @@ import {
   generateBlobSASQueryParameters,
   StorageSharedKeyCredential,
 } from "@azure/storage-blob";
-import { chunkStream } from "@cairn/core";
+import { chunkStream, type HttpAnswer, HttpGets } from "@cairn/core";
 import { SaxesParser } from "saxes";
 
 /** The service version asked for; every version since has the same GET Blob answer for what is read here. */
@@ -133,7 +131,7 @@ export class DirectReads {
   readonly #options: DirectOptions;
   readonly #base: URL;
   readonly #containerPath: string;
-  readonly #agent: HttpAgent | HttpsAgent;
+  readonly #http = new HttpGets();
   readonly #sign: (() => string) | undefined;
   #sas: { query: string; renewAt: number } | undefined;
   /** Cleared by an answer that says this way does not work here (a refusal, a malformed request). */
@@ -145,9 +143,6 @@ export class DirectReads {
     this.#options = options;
     this.#base = new URL(`${options.endpoint.replace(/\/+$/, "")}/${encodeURIComponent(options.container)}/`);
     this.#containerPath = this.#base.pathname.slice(0, -1);
-    const agentOptions = { keepAlive: true, maxSockets: 64 };
-    this.#agent =
-      this.#base.protocol === "https:" ? new HttpsAgent(agentOptions) : new HttpAgent(agentOptions);
     this.#sign = sign;
   }
 
@@ -177,7 +172,7 @@ export class DirectReads {
   }
 
   close(): void {
-    this.#agent.destroy();
+    this.#http.close();
   }
 
   /** The SAS query of every request ("" for none). */
@@ -199,9 +194,10 @@ export class DirectReads {
     const path = `${this.#base.pathname}${blobName.split("/").map(encodeURIComponent).join("/")}`;
     const res = await this.#send(path, rangeHeader(start, end), undefined);
     if (!res) return undefined;
-    const status = res.statusCode ?? 0;
+    const { status } = res;
     if (status !== 200 && status !== 206) {
-      res.resume();
+      // Read to its end, so that its connection serves again.
+      res.body.resume();
       // A refusal or a request the service cannot read may be this way of asking: every later read goes through
       // the SDK. Others (a missing blob, a range past the end, throttling) are the read's own.
       if (status === 400 || status === 401 || status === 403) this.#usable = false;
@@ -215,11 +211,11 @@ export class DirectReads {
     const last = start + length - 1;
     const resume = (offset: number) =>
       this.#send(path, `bytes=${offset}-${last}`, etag).then((r) => {
-        if (r?.statusCode === 206) return r;
-        r?.resume();
+        if (r?.status === 206) return r.body;
+        r?.body.resume();
         return undefined;
       });
-    const bytes = new Resumed(res, start, last, resume);
+    const bytes = new Resumed(res.body, start, last, resume);
     let whole: Buffer[] | undefined;
     if (length <= IN_MEMORY) {
       // Small answers are read whole first: one stream over chunks in memory costs less than one that follows
@@ -256,16 +252,16 @@ export class DirectReads {
     if (marker) params.set("marker", marker);
     const res = await this.#send(`${this.#containerPath}?${params}`, undefined, undefined);
     if (!res) return undefined;
-    const status = res.statusCode ?? 0;
+    const { status } = res;
     if (status !== 200) {
-      res.resume();
+      res.body.resume();
       if (status === 400 || status === 401 || status === 403) this.#listable = false;
       return undefined;
     }
     let xml: string;
     try {
       const chunks: Buffer[] = [];
-      for await (const chunk of res) chunks.push(chunk as Buffer);
+      for await (const chunk of res.body) chunks.push(chunk as Buffer);
       xml = Buffer.concat(chunks).toString("utf8");
     } catch {
       return undefined;
@@ -276,46 +272,20 @@ export class DirectReads {
     return page;
   }
 
-  /** The response to a GET of `path`, or `undefined` when none came in time (or the connection failed). */
+  /** The answer to a GET of `path`, or `undefined` when none came in time (or the connection failed). */
   #send(
     path: string,
     range: string | undefined,
     ifMatch: string | undefined,
-  ): Promise<IncomingMessage | undefined> {
-    const base = this.#base;
+  ): Promise<HttpAnswer | undefined> {
     const sas = this.#query();
     const query = sas ? `${path.includes("?") ? "&" : "?"}${sas}` : "";
     const headers: Record<string, string> = { "x-ms-version": SERVICE_VERSION };
     if (range !== undefined) headers["x-ms-range"] = range;
     if (ifMatch !== undefined) headers["if-match"] = ifMatch;
-    return new Promise((resolve) => {
-      const req = (base.protocol === "https:" ? httpsRequest : httpRequest)({
-        agent: this.#agent,
-        protocol: base.protocol,
-        hostname: base.hostname,
-        ...(base.port && { port: Number(base.port) }),
-        path: path + query,
-        method: "GET",
-        headers,
-      });
-      let answered = false;
-      const timer = setTimeout(() => {
-        if (!answered) req.destroy();
-      }, this.#options.timeoutMs);
-      req.once("error", () => {
-        clearTimeout(timer);
-        if (!answered) {
-          answered = true;
-          resolve(undefined);
-        }
-      });
-      req.once("response", (res) => {
-        clearTimeout(timer);
-        answered = true;
-        resolve(res);
-      });
-      req.end();
-    });
+    return this.#http
+      .get(this.#base, path + query, headers, { timeoutMs: this.#options.timeoutMs })
+      .catch(() => undefined);
   }
 }
 
@@ -328,17 +298,17 @@ export class DirectReads {
  * (~0.04 s of the main thread per 256 MB read in 64 KiB chunks).
  */
 class Resumed extends Readable {
-  #res: IncomingMessage | undefined;
+  #res: Readable | undefined;
   #offset: number;
   readonly #last: number;
-  readonly #resume: (offset: number) => Promise<IncomingMessage | undefined>;
+  readonly #resume: (offset: number) => Promise<Readable | undefined>;
   #resumes = 0;
 
   constructor(
-    first: IncomingMessage,
+    first: Readable,
     start: number,
     last: number,
-    resume: (offset: number) => Promise<IncomingMessage | undefined>,
+    resume: (offset: number) => Promise<Readable | undefined>,
   ) {
     super();
     this.#offset = start;
@@ -347,7 +317,7 @@ class Resumed extends Readable {
     this.#follow(first);
   }
 
-  #follow(res: IncomingMessage): void {
+  #follow(res: Readable): void {
     this.#res = res;
     res.on("data", (chunk: Buffer) => {
       this.#offset += chunk.length;
@@ -367,15 +337,15 @@ class Resumed extends Readable {
       }
     });
     res.once("error", (error) => this.#cut(res, error));
-    // An answer closed before its end or an error (its socket destroyed) is cut too.
+    // An answer closed before its end or an error (its connection destroyed) is cut too.
     res.once("close", () => {
-      if (!res.complete)
+      if (!res.readableEnded)
         this.#cut(res, Object.assign(new Error("The answer was cut."), { code: "ECONNRESET" }));
     });
   }
 
   /** Drops `res`, cut by `error`, and reads the rest from a new answer, or fails with `error`. */
-  #cut(res: IncomingMessage, error: Error): void {
+  #cut(res: Readable, error: Error): void {
     if (this.#res !== res) return; // Already dropped, or this stream was destroyed.
     this.#drop();
     if (this.#resumes++ >= RESUMES) {
