@@ -28,6 +28,19 @@ export interface HttpAnswer {
   body: Readable;
 }
 
+/** Limits of one request, each in ms; none by default. A limit passed fails the request with `ETIMEDOUT`. */
+export interface HttpGetOptions {
+  /** Until the answer's head came, connecting included. */
+  timeoutMs?: number;
+  /** Until a new connection is open (TCP). */
+  connectTimeoutMs?: number;
+  /**
+   * The longest the server may stay silent while the request waits on it: for the head, then for the body while
+   * its reader keeps up (not while the reader is behind and the connection is not read).
+   */
+  silenceMs?: number;
+}
+
 export interface HttpGetsOptions {
   /** How long an unused connection is kept open, in ms: 4 s by default, less than servers' usual 5 s. */
   idleMs?: number;
@@ -68,15 +81,16 @@ export class HttpGets {
   /**
    * GETs `path` (sent as it is: no `.` or `..` segments are resolved, unlike in a `URL`, since an object's key may
    * have them) from the server of `server` (its protocol, host and port), with `headers` besides `Host`; resolves
-   * with the answer once its head came. Rejects when the server cannot be reached, when no head came within
-   * `timeoutMs` (connecting included; by default no limit), and when the answer is not HTTP. A connection kept
-   * from an earlier request that turns out closed by the server is replaced by a new one, once.
+   * with the answer once its head came. Rejects when the server cannot be reached, when a limit of `options`
+   * passed before the head came, and when the answer is not HTTP. A connection kept from an earlier request that
+   * turns out closed by the server is replaced by a new one, once. A `host` header replaces the one made of
+   * `server` (a signed request carries its own).
    */
   get(
     server: URL,
     path: string,
     headers: Record<string, string> = {},
-    options: { timeoutMs?: number } = {},
+    options: HttpGetOptions = {},
   ): Promise<HttpAnswer> {
     if (this.#closed) return Promise.reject(new Error("This HttpGets is closed."));
     if (server.protocol !== "http:" && server.protocol !== "https:") {
@@ -85,19 +99,21 @@ export class HttpGets {
     if (!/^\/[\x21-\x7e]*$/.test(path)) {
       return Promise.reject(new TypeError(`The path ${JSON.stringify(path)} is not one to send as it is.`));
     }
-    let head = `GET ${path} HTTP/1.1\r\nHost: ${server.host}\r\n`;
+    let head = `GET ${path} HTTP/1.1\r\n`;
+    let host = false;
     for (const [name, value] of Object.entries(headers)) {
       if (!/^[!#$%&'*+\-.^`|~\w]+$/.test(name) || /[\r\n\0]/.test(value)) {
         return Promise.reject(new TypeError(`The header ${JSON.stringify(name)} cannot be sent as it is.`));
       }
+      host ||= name.toLowerCase() === "host";
       head += `${name}: ${value}\r\n`;
     }
-    head += "\r\n";
+    head += host ? "\r\n" : `Host: ${server.host}\r\n\r\n`;
     const origin = `${server.protocol}//${server.host}`;
     const exchange = (reused: Connection | undefined): Promise<HttpAnswer> =>
       new Promise<HttpAnswer>((resolve, reject) => {
         const connection = reused ?? this.#connect(server, origin);
-        new Exchange(connection, head, options.timeoutMs, resolve, (error, early) => {
+        new Exchange(connection, head, options, resolve, (error, early) => {
           // A kept connection the server closed meanwhile fails before a byte of the answer: ask again on a new one.
           if (reused && early && (error as NodeJS.ErrnoException).code !== "ETIMEDOUT") {
             exchange(undefined).then(resolve, reject);
@@ -237,7 +253,10 @@ class Exchange {
   readonly #resolve: (answer: HttpAnswer) => void;
   /** `early`: no byte of the answer came. */
   readonly #reject: (error: Error, early: boolean) => void;
+  /** Until the head; until connected; the server's silence. */
   #timer: NodeJS.Timeout | undefined;
+  #connectTimer: NodeJS.Timeout | undefined;
+  #silence: NodeJS.Timeout | undefined;
   #body: Readable | undefined;
   #bytes = 0;
   #complete = false;
@@ -251,7 +270,7 @@ class Exchange {
   constructor(
     connection: Connection,
     head: string,
-    timeoutMs: number | undefined,
+    options: HttpGetOptions,
     resolve: (answer: HttpAnswer) => void,
     reject: (error: Error, early: boolean) => void,
   ) {
@@ -271,21 +290,34 @@ class Exchange {
       this.#complete = true;
       this.#body?.push(null);
     };
+    const { socket } = connection;
+    const timeout = (message: string) => () =>
+      this.failed(Object.assign(new Error(message), { code: "ETIMEDOUT" }));
+    const { timeoutMs, connectTimeoutMs, silenceMs } = options;
     if (timeoutMs !== undefined) {
-      this.#timer = setTimeout(() => {
-        this.failed(
-          Object.assign(new Error(`No answer came within ${timeoutMs} ms.`), { code: "ETIMEDOUT" }),
-        );
-      }, timeoutMs);
+      this.#timer = setTimeout(timeout(`No answer came within ${timeoutMs} ms.`), timeoutMs);
     }
-    connection.socket.write(head);
-    connection.socket.resume();
+    if (connectTimeoutMs !== undefined && socket.connecting) {
+      this.#connectTimer = setTimeout(
+        timeout(`Could not connect within ${connectTimeoutMs} ms.`),
+        connectTimeoutMs,
+      );
+      socket.once("connect", () => clearTimeout(this.#connectTimer));
+    }
+    if (silenceMs !== undefined) {
+      const silent = timeout(`The server sent nothing for ${silenceMs} ms.`);
+      // While the reader is behind, the connection is not read: that silence is not the server's.
+      this.#silence = setTimeout(() => (this.#paused ? this.#silence?.refresh() : silent()), silenceMs);
+    }
+    socket.write(head);
+    socket.resume();
   }
 
   /** Bytes from the socket; false pauses it. */
   read(chunk: Buffer): boolean {
     if (this.#over) return false;
     this.#bytes += chunk.length;
+    this.#silence?.refresh();
     let result: number | Error;
     try {
       result = this.#parser.execute(chunk);
@@ -327,7 +359,7 @@ class Exchange {
   failed(error: Error): void {
     if (this.#over) return;
     this.#over = true;
-    clearTimeout(this.#timer);
+    this.#clearTimers();
     this.#connection.exchange = undefined;
     this.#connection.destroy();
     if (this.#body) this.#body.destroy(error);
@@ -361,12 +393,15 @@ class Exchange {
       read: () => {
         if (!this.#paused) return;
         this.#paused = false;
-        if (!this.#over) this.#connection.socket.resume();
+        if (this.#over) return;
+        this.#silence?.refresh();
+        this.#connection.socket.resume();
       },
       destroy: (error, callback) => {
         // A body dropped before its end leaves the connection in the middle of an answer.
         if (!this.#over) {
           this.#over = true;
+          this.#clearTimers();
           this.#connection.exchange = undefined;
           this.#connection.destroy();
         }
@@ -380,11 +415,17 @@ class Exchange {
   #finish(): void {
     if (this.#over) return;
     this.#over = true;
-    clearTimeout(this.#timer);
+    this.#clearTimers();
     if (this.#keepAlive) this.#connection.release();
     else {
       this.#connection.exchange = undefined;
       this.#connection.destroy();
     }
+  }
+
+  #clearTimers(): void {
+    clearTimeout(this.#timer);
+    clearTimeout(this.#connectTimer);
+    clearTimeout(this.#silence);
   }
 }

@@ -16,7 +16,7 @@ export * from "./errors.js";
 export { FileWriterPool, type WriteFileOptions, type WrittenFile } from "./file-writers.js";
 export { chunkStream, digestChecked, fileStream, writeBody } from "./files.js";
 export { tuneHeapForStreaming } from "./heap.js";
-export { type HttpAnswer, HttpGets, type HttpGetsOptions } from "./http-gets.js";
+export { type HttpAnswer, type HttpGetOptions, HttpGets, type HttpGetsOptions } from "./http-gets.js";
 export { flattenPages, paginate } from "./iterate.js";
 export * from "./lease.js";
 export * from "./load.js";

@@ -79,13 +79,18 @@ describe("HttpGets", () => {
     expect(answer.headers.etag).toBe('"e1"');
     expect(answer.headers["x-double"]).toBe("a, b");
     expect(sha256(await readAll(answer.body))).toBe(sha256(big));
-    expect(requests[0]).toMatchObject({ url: "/big?x=%2F", headers: { "x-ms-version": "2023-11-03" } });
+    expect(requests[0]).toMatchObject({
+      url: "/big?x=%2F",
+      headers: { "x-ms-version": "2023-11-03", host: web.url.host },
+    });
 
     // A URL would resolve these segments to another path.
     bodies.set("/a/../b/./c%2E%2E", Buffer.from("dots"));
-    const dots = await gets.get(web.url, "/a/../b/./c%2E%2E");
+    const dots = await gets.get(web.url, "/a/../b/./c%2E%2E", { Host: "signed.example" });
     expect((await readAll(dots.body)).toString()).toBe("dots");
-    expect(requests[1]!.url).toBe("/a/../b/./c%2E%2E");
+    // A host header given is sent instead of the server's.
+    expect(requests[1]).toMatchObject({ url: "/a/../b/./c%2E%2E", headers: { host: "signed.example" } });
+    expect(requests[1]!.headers.host).toBe("signed.example");
   });
 
   it("keeps a connection for the next request once a body has arrived whole", async () => {
@@ -213,6 +218,28 @@ describe("HttpGets", () => {
     expect(Date.now() - started).toBeLessThan(2000);
   });
 
+  it("fails a body whose server falls silent, but not one whose reader is slow", async () => {
+    handle = (req, res) => {
+      if (req.url === "/stall") {
+        res.writeHead(200, { "content-length": 1000 });
+        res.write(Buffer.alloc(10));
+        return true;
+      }
+      if (req.url === "/slow-reader") {
+        res.writeHead(200, { "content-length": 8 * 1024 * 1024 }).end(Buffer.alloc(8 * 1024 * 1024));
+        return true;
+      }
+      return false;
+    };
+    const stalled = await gets.get(web.url, "/stall", {}, { silenceMs: 150 });
+    await expect(readAll(stalled.body)).rejects.toMatchObject({ code: "ETIMEDOUT" });
+
+    const slow = await gets.get(web.url, "/slow-reader", {}, { silenceMs: 150 });
+    // The reader takes 400 ms before it reads on; the server is not silent meanwhile, the connection is unread.
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    expect((await readAll(slow.body)).length).toBe(8 * 1024 * 1024);
+  });
+
   it("rejects an answer that is not HTTP, or whose length is not a number", async () => {
     const junk = await raw((socket) => socket.end("SSH-2.0-OpenSSH_9.2\r\n\r\n"));
     closers.push(() => junk.server.close());
@@ -226,6 +253,7 @@ describe("HttpGets", () => {
     await expect(gets.get(web.url, "/a b")).rejects.toThrow(/path/);
     await expect(gets.get(web.url, "relative")).rejects.toThrow(/path/);
     await expect(gets.get(web.url, "/", { "x-a": "1\r\nx-b: 2" })).rejects.toThrow(/header "x-a"/);
+    await expect(gets.get(web.url, "/", { "x a": "1" })).rejects.toThrow(/header "x a"/);
     await expect(gets.get(new URL("ftp://127.0.0.1/"), "/")).rejects.toThrow(/ftp:/);
     expect(requests).toHaveLength(0);
   });

@@ -1,14 +1,13 @@
 // Object reads without the SDK's per-request machinery. Through `S3Client.send`, a GetObject costs ~0.4 ms of
 // CPU before and after its bytes (middleware, endpoint rules, schema-driven (de)serialization): most of the
 // work of downloading a small object. Here the endpoint and the signer are the client's own, resolved once per
-// store; each read is one signed request on the client's connections. Only a 200 or 206 answer is taken: any
-// other answer, and any failure before one, is the SDK's to handle, so redirects, retries, clock skew and error
-// mapping stay where they are. A failure worth retrying counts as the read's first attempt.
-import type { Agent as HttpAgent, IncomingMessage } from "node:http";
-import { request as httpRequest } from "node:http";
-import type { Agent as HttpsAgent } from "node:https";
-import { request as httpsRequest } from "node:https";
+// store; each read is one signed request on connections of the store's own (core's `HttpGets`, which hands a
+// body over as its socket read it, with no copy). Only a 200 or 206 answer is taken: any other answer, and any
+// failure before one, is the SDK's to handle, so redirects, retries, clock skew and error mapping stay where they
+// are. A failure worth retrying counts as the read's first attempt.
+import type { Readable } from "node:stream";
 import type { S3Client } from "@aws-sdk/client-s3";
+import { type HttpAnswer, HttpGets } from "@cairn/core";
 
 /** The parts of a GetObject answer the store reads. */
 export interface GetAnswer {
@@ -18,14 +17,13 @@ export interface GetAnswer {
   LastModified?: Date | undefined;
   ServerSideEncryption?: string | undefined;
   SSECustomerAlgorithm?: string | undefined;
-  Body: IncomingMessage;
+  Body: Readable;
 }
 
 export interface DirectOptions {
   bucket: string;
   /** The custom endpoint the client was given, if any. */
   endpoint: string | undefined;
-  agents: { http: HttpAgent; https: HttpsAgent };
   connectTimeoutMs: number;
   /** Idle time before a request fails; 0 for none. */
   socketTimeoutMs: number;
@@ -61,6 +59,7 @@ export class DirectGet {
   readonly #url: URL;
   readonly #signer: RequestSigner;
   readonly #signing: { signingRegion: string; signingService: string };
+  readonly #http = new HttpGets();
   /** Cleared by an answer that says this way does not work here (a redirect, a refusal). */
   #usable = true;
 
@@ -160,11 +159,21 @@ export class DirectGet {
     } catch {
       return undefined;
     }
-    const res = await this.#send(signed);
-    if (!res) return "retry";
-    const status = res.statusCode ?? 0;
+    const { connectTimeoutMs, socketTimeoutMs } = this.#options;
+    let res: HttpAnswer;
+    try {
+      res = await this.#http.get(url, signed.path, signed.headers, {
+        connectTimeoutMs,
+        ...(socketTimeoutMs > 0 && { silenceMs: socketTimeoutMs }),
+      });
+    } catch {
+      // No answer came (the connection failed or timed out).
+      return "retry";
+    }
+    const { status } = res;
     if (status === 200 || status === 206) return answer(res);
-    res.resume();
+    // Read to its end, so that its connection serves again.
+    res.body.resume();
     if (status === 429 || status >= 500) return "retry";
     // A redirect (the bucket is in another region), a malformed request or a refusal may be this way of
     // asking: every later read goes through the SDK. Others (a missing key, a range past the end) are the
@@ -173,69 +182,22 @@ export class DirectGet {
     return undefined;
   }
 
-  /** The response to `signed`, or `undefined` when no answer came (the connection failed or timed out). */
-  #send(signed: SignedRequest): Promise<IncomingMessage | undefined> {
-    const { agents, connectTimeoutMs, socketTimeoutMs } = this.#options;
-    const https = signed.protocol === "https:";
-    return new Promise((resolve) => {
-      const req = (https ? httpsRequest : httpRequest)({
-        agent: https ? agents.https : agents.http,
-        protocol: signed.protocol,
-        hostname: signed.hostname,
-        ...(signed.port !== undefined && { port: signed.port }),
-        path: signed.path,
-        method: "GET",
-        headers: signed.headers,
-      });
-      let answered = false;
-      const fail = () => {
-        if (!answered) {
-          answered = true;
-          resolve(undefined);
-        }
-        req.destroy();
-      };
-      req.once("error", fail);
-      req.once("socket", (socket) => {
-        if (socket.connecting) {
-          const timer = setTimeout(fail, connectTimeoutMs);
-          socket.once("connect", () => clearTimeout(timer));
-          req.once("close", () => clearTimeout(timer));
-        }
-      });
-      if (socketTimeoutMs > 0) {
-        req.setTimeout(socketTimeoutMs, () => {
-          const error = Object.assign(new Error(`No data for ${socketTimeoutMs} ms.`), {
-            code: "ETIMEDOUT",
-          });
-          if (answered) req.destroy(error);
-          else fail();
-        });
-      }
-      req.once("response", (res) => {
-        answered = true;
-        resolve(res);
-      });
-      req.end();
-    });
+  close(): void {
+    this.#http.close();
   }
 }
 
-function answer(res: IncomingMessage): GetAnswer {
+function answer(res: HttpAnswer): GetAnswer {
   const h = res.headers;
-  const one = (name: string) => {
-    const v = h[name];
-    return Array.isArray(v) ? v[0] : v;
-  };
-  const length = one("content-length");
-  const modified = one("last-modified");
+  const length = h["content-length"];
+  const modified = h["last-modified"];
   return {
-    ETag: one("etag"),
+    ETag: h.etag,
     ContentLength: length === undefined ? undefined : Number(length),
-    ContentRange: one("content-range"),
+    ContentRange: h["content-range"],
     LastModified: modified === undefined ? undefined : new Date(modified),
-    ServerSideEncryption: one("x-amz-server-side-encryption"),
-    SSECustomerAlgorithm: one("x-amz-server-side-encryption-customer-algorithm"),
-    Body: res,
+    ServerSideEncryption: h["x-amz-server-side-encryption"],
+    SSECustomerAlgorithm: h["x-amz-server-side-encryption-customer-algorithm"],
+    Body: res.body,
   };
 }

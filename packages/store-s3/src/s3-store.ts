@@ -194,14 +194,13 @@ export function createS3Store(options: S3StoreOptions): S3Store {
     probeScope: `${o.endpoint ?? `aws:${o.region ?? ""}`}|${o.bucket}`,
   });
   if (o.client) return new S3StoreImpl(config, o.client, undefined, undefined);
-  // Agents made here rather than by the SDK, so that the store's direct reads share their connections.
+  // The SDK's connections: kept alive, as many at once as the store may make. Direct reads have their own.
   const sockets = { keepAlive: true, maxSockets: o.maxSockets ?? 64 };
   const agents = { http: new HttpAgent(sockets), https: new HttpsAgent(sockets) };
   const settings = clientConfig(o, agents);
   const direct: DirectOptions = {
     bucket: o.bucket,
     endpoint: o.endpoint,
-    agents,
     connectTimeoutMs: settings.requestHandler.connectionTimeout,
     socketTimeoutMs: settings.requestHandler.socketTimeout,
   };
@@ -210,7 +209,7 @@ export function createS3Store(options: S3StoreOptions): S3Store {
 
 const SILENT = { debug() {}, info() {}, warn() {}, error() {} };
 
-function clientConfig(o: S3StoreOptions, agents: DirectOptions["agents"]) {
+function clientConfig(o: S3StoreOptions, agents: { http: HttpAgent; https: HttpsAgent }) {
   const region =
     o.region ??
     (o.endpoint !== undefined && !process.env.AWS_REGION && !process.env.AWS_DEFAULT_REGION
@@ -1023,5 +1022,6 @@ class S3StoreImpl implements S3Store {
     // Not destroyed: they share the main client's handler, which the main client's owner destroys.
     this.#clients.clear();
     this.#streaming = undefined;
+    (await this.#direct)?.close();
   }
 }
