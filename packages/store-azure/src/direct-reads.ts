@@ -97,6 +97,27 @@ export function parseListPage(xml: string): ListPage | undefined {
   return { blobs, next: next || undefined };
 }
 
+/**
+ * Whether the SDK's pipeline sends requests for `endpoint` through a proxy, as it decides from the environment
+ * (`@azure/core-rest-pipeline`'s proxy policy): when `HTTPS_PROXY`, `ALL_PROXY` or `HTTP_PROXY` is set (upper or
+ * lower case; for either protocol), unless `NO_PROXY` names the endpoint's host, exactly or as `.domain` (which
+ * takes the domain and every host under it).
+ */
+export function proxiedBySdk(endpoint: URL, env: NodeJS.ProcessEnv = process.env): boolean {
+  const value = (name: string) => env[name] || env[name.toLowerCase()];
+  if (!(value("HTTPS_PROXY") || value("ALL_PROXY") || value("HTTP_PROXY"))) return false;
+  const host = endpoint.hostname;
+  const bypassed = (value("NO_PROXY") ?? "")
+    .split(",")
+    .map((pattern) => pattern.trim())
+    .some((pattern) =>
+      pattern.startsWith(".")
+        ? host.endsWith(pattern) || host === pattern.slice(1)
+        : pattern !== "" && host === pattern,
+    );
+  return !bypassed;
+}
+
 /** What a read answered, for the store to make its {@link ObjectReader} of. */
 export interface DirectAnswer {
   /** The whole blob's size. */
@@ -152,6 +173,8 @@ export class DirectReads {
    */
   static create(options: DirectOptions): DirectReads | undefined {
     if (!/^https?:\/\//i.test(options.endpoint)) return undefined;
+    // These connections go straight to the service; where the SDK would go through a proxy, so do the reads.
+    if (proxiedBySdk(new URL(options.endpoint))) return undefined;
     const { credential } = options;
     if (credential instanceof StorageSharedKeyCredential && options.sas === undefined) {
       return new DirectReads(options, () =>
