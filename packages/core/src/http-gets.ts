@@ -283,12 +283,12 @@ class Exchange {
     parser[HTTPParser.kOnBody] = (chunk: Buffer, offset: number, length: number) => {
       if (!this.#body || this.#broken) return;
       const view = offset === 0 && length === chunk.length ? chunk : chunk.subarray(offset, offset + length);
-      if (!this.#body!.push(view)) this.#paused = true;
+      if (!this.#body.push(view)) this.#paused = true;
     };
     parser[HTTPParser.kOnMessageComplete] = () => {
       if (this.#complete || !this.#body || this.#broken) return;
       this.#complete = true;
-      this.#body?.push(null);
+      this.#body.push(null);
     };
     const { socket } = connection;
     const timeout = (message: string) => () =>
@@ -327,7 +327,8 @@ class Exchange {
     // http-parser-js counts a read that ends an answer toward the next one's head, whose size it limits: past
     // the end of the answer, its error is not about it.
     if (this.#complete) {
-      this.#finish();
+      // The answer came whole: the connection serves the next request, or closes.
+      this.#end(this.#keepAlive);
       return !this.#connection.socket.destroyed;
     }
     if (result instanceof Error || this.#broken) {
@@ -346,10 +347,8 @@ class Exchange {
   ended(): void {
     if (this.#over) return;
     if (this.#body && !this.#complete) this.#parser.finish();
-    if (this.#complete) {
-      this.#keepAlive = false;
-      this.#finish();
-    } else {
+    if (this.#complete) this.#end(false);
+    else {
       this.failed(
         Object.assign(new Error("The connection ended before the answer did."), { code: "ECONNRESET" }),
       );
@@ -357,11 +356,7 @@ class Exchange {
   }
 
   failed(error: Error): void {
-    if (this.#over) return;
-    this.#over = true;
-    this.#clearTimers();
-    this.#connection.exchange = undefined;
-    this.#connection.destroy();
+    if (!this.#end(false)) return;
     if (this.#body) this.#body.destroy(error);
     else this.#reject(error, this.#bytes === 0);
   }
@@ -399,33 +394,28 @@ class Exchange {
       },
       destroy: (error, callback) => {
         // A body dropped before its end leaves the connection in the middle of an answer.
-        if (!this.#over) {
-          this.#over = true;
-          this.#clearTimers();
-          this.#connection.exchange = undefined;
-          this.#connection.destroy();
-        }
+        this.#end(false);
         callback(error);
       },
     });
     this.#resolve({ status: info.statusCode, headers, body: this.#body });
   }
 
-  /** The answer came whole: the connection serves the next request, or closes. */
-  #finish(): void {
-    if (this.#over) return;
+  /**
+   * Ends the exchange, once: its timers stop, and its connection goes back to the pool (`keep`) or closes. False
+   * when it had ended already.
+   */
+  #end(keep: boolean): boolean {
+    if (this.#over) return false;
     this.#over = true;
-    this.#clearTimers();
-    if (this.#keepAlive) this.#connection.release();
+    clearTimeout(this.#timer);
+    clearTimeout(this.#connectTimer);
+    clearTimeout(this.#silence);
+    if (keep) this.#connection.release();
     else {
       this.#connection.exchange = undefined;
       this.#connection.destroy();
     }
-  }
-
-  #clearTimers(): void {
-    clearTimeout(this.#timer);
-    clearTimeout(this.#connectTimer);
-    clearTimeout(this.#silence);
+    return true;
   }
 }
