@@ -17,7 +17,7 @@ export { FileWriterPool, type WriteFileOptions, type WrittenFile } from "./file-
 export { chunkStream, digestChecked, fileStream, writeBody } from "./files.js";
 export { tuneHeapForStreaming } from "./heap.js";
 export { type HttpAnswer, type HttpGetOptions, HttpGets, type HttpGetsOptions } from "./http-gets.js";
-export { flattenPages, paginate } from "./iterate.js";
+export { flattenPages, type ListedPage, type PagesAheadOptions, pagesAhead, paginate } from "./iterate.js";
 export * from "./lease.js";
 export * from "./load.js";
 export * from "./model.js";

@@ -46,3 +46,38 @@ export async function* paginate<T>(items: AsyncIterable<T>, size: number): Async
   }
   if (page.length > 0) yield page;
 }
+
+/** One page of a listing service's answer, and the token of the next page (`undefined` on the last). */
+export interface ListedPage<T> {
+  items: T[];
+  next: string | undefined;
+}
+
+export interface PagesAheadOptions {
+  /** Entries asked for in the first request: few, so that the reader has its first entries soon. */
+  first: number;
+  /** Entries asked for in each later request. */
+  size: number;
+}
+
+/**
+ * The pages of a listing, with the next page asked for as soon as the one before it has come, while the reader
+ * is still busy with it: a reader that starts work on each entry (a download) is not left waiting at each page's
+ * end, and the service lists while the work goes on. The first request asks for only `options.first` entries, so
+ * the work starts after a short answer rather than a full page (a page of 5,000 blobs takes Azurite ~0.15 s).
+ * At most one request runs ahead of the reader. A failure of a page comes when the reader gets to that page;
+ * one of a page the reader never gets to (it stopped early) is dropped.
+ */
+export async function* pagesAhead<T>(
+  fetch: (token: string | undefined, size: number) => Promise<ListedPage<T>>,
+  options: PagesAheadOptions,
+): AsyncGenerator<T[]> {
+  let ahead: Promise<ListedPage<T>> | undefined = fetch(undefined, options.first);
+  while (ahead) {
+    const page: ListedPage<T> = await ahead;
+    ahead = page.next === undefined ? undefined : fetch(page.next, options.size);
+    // Handled here too, so that a failure the reader never gets to is not an unhandled rejection.
+    ahead?.catch(() => {});
+    yield page.items;
+  }
+}

@@ -27,6 +27,7 @@ import {
   digestChecked,
   type GetOptions,
   InvalidArgumentError,
+  type ListedPage,
   type ListOptions,
   NotFoundError,
   type ObjectInfo,
@@ -34,6 +35,7 @@ import {
   type ObjectStore,
   type PutBody,
   type PutOptions,
+  pagesAhead,
   UnavailableError,
   UnsupportedError,
 } from "@cairn/core";
@@ -44,6 +46,13 @@ import { checkEndpoint, formatS3Url } from "./url.js";
 
 const MiB = 1024 * 1024;
 /** The largest object CopyObject copies in one request; larger ones need a multipart copy. */
+/**
+ * Keys asked for in a listing's first request, and in each later one (the most S3 returns). A first page this
+ * short comes quickly, so work on the first objects listed starts at once; later pages are asked for while the
+ * reader has the one before (core's `pagesAhead`).
+ */
+const FIRST_PAGE = 100;
+const PAGE = 1000;
 const MAX_COPY_BYTES = 5 * 1024 * MiB;
 const COPY_ATTEMPTS = 5;
 
@@ -857,49 +866,63 @@ class S3StoreImpl implements S3Store {
     this.#check();
     checkListPrefix(prefix, this.url);
     const { after } = options;
-    const root = this.root;
     // The last key yielded: keys are yielded in strictly increasing byte order, so a server whose pages are not
     // (s3rver's pages follow its folder walk) never makes the store yield a key twice or out of order.
     let last = after;
-    let token: string | undefined;
-    let first = true;
-    do {
-      this.#check();
-      let page: ListObjectsV2CommandOutput;
-      try {
-        page = await this.#client.send(
-          new ListObjectsV2Command({
-            Bucket: this.bucket,
-            Prefix: root + prefix,
-            ...(token !== undefined && { ContinuationToken: token }),
-            ...(first && after !== undefined && { StartAfter: root + safeStartAfter(after) }),
-          }),
-        );
-      } catch (error) {
-        throw this.#error(error, prefix === "" ? "(listing)" : `${prefix}… (listing)`, "list");
-      }
-      this.#bucketSeen = true;
-      first = false;
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-      const infos: ObjectInfo[] = [];
-      for (const object of page.Contents ?? []) {
-        if (object.Key === undefined || !object.Key.startsWith(root)) continue;
-        const key = object.Key.slice(root.length);
-        if (!key.startsWith(prefix) || key.startsWith(`${PROBE_FOLDER}/`)) continue;
-        infos.push({
-          key,
-          size: object.Size ?? 0,
-          etag: etagOf(object.ETag),
-          ...(object.LastModified && { lastModified: object.LastModified }),
-        });
-      }
-      infos.sort((a, b) => compareKeys(a.key, b.key));
+    const pages = pagesAhead((token, size) => this.#listPage(prefix, token, size, after), {
+      first: FIRST_PAGE,
+      size: PAGE,
+    });
+    for await (const infos of pages) {
       for (const info of infos) {
         if (last !== undefined && compareKeys(info.key, last) <= 0) continue;
         last = info.key;
         yield info;
       }
-    } while (token !== undefined);
+    }
+  }
+
+  /**
+   * Up to `size` objects whose keys start with `prefix`, in byte order, from `token` on (from the first key past
+   * `after` without one), and the token of the rest.
+   */
+  async #listPage(
+    prefix: string,
+    token: string | undefined,
+    size: number,
+    after: string | undefined,
+  ): Promise<ListedPage<ObjectInfo>> {
+    this.#check();
+    const root = this.root;
+    let page: ListObjectsV2CommandOutput;
+    try {
+      page = await this.#client.send(
+        new ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix: root + prefix,
+          MaxKeys: size,
+          ...(token !== undefined && { ContinuationToken: token }),
+          ...(token === undefined && after !== undefined && { StartAfter: root + safeStartAfter(after) }),
+        }),
+      );
+    } catch (error) {
+      throw this.#error(error, prefix === "" ? "(listing)" : `${prefix}… (listing)`, "list");
+    }
+    this.#bucketSeen = true;
+    const items: ObjectInfo[] = [];
+    for (const object of page.Contents ?? []) {
+      if (object.Key === undefined || !object.Key.startsWith(root)) continue;
+      const key = object.Key.slice(root.length);
+      if (!key.startsWith(prefix) || key.startsWith(`${PROBE_FOLDER}/`)) continue;
+      items.push({
+        key,
+        size: object.Size ?? 0,
+        etag: etagOf(object.ETag),
+        ...(object.LastModified && { lastModified: object.LastModified }),
+      });
+    }
+    items.sort((a, b) => compareKeys(a.key, b.key));
+    return { items, next: page.IsTruncated ? page.NextContinuationToken : undefined };
   }
 
   async delete(key: string): Promise<void> {
