@@ -78,8 +78,9 @@ let writers: FileWriterPool | undefined;
 /**
  * Writes `body` to `target` through a temporary file in the same directory, checking its size and SHA-256,
  * then renames it into place: `target` is either left as it was or replaced whole. The file is hashed, written
- * and renamed on a thread of a `FileWriterPool`, so that this thread only reads the network. `folders` lets many
- * writes share their folders' creation: one `mkdir` per folder rather than one per file.
+ * and renamed by a `FileWriterPool`: on a thread of its own, so that this thread only reads the network, unless
+ * it is small enough to cost less written here. `folders` lets many writes share their folders' creation: one
+ * `mkdir` per folder rather than one per file.
  */
 export async function writeFileAtomically(
   target: string,

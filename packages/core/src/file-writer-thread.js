@@ -5,6 +5,7 @@
 import { createHash } from "node:crypto";
 import { closeSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { parentPort } from "node:worker_threads";
+import { WRITE } from "./file-write-size.js";
 
 /**
  * How a file is to be written, sent with its first batch.
@@ -50,15 +51,6 @@ import { parentPort } from "node:worker_threads";
  */
 
 /** @typedef {{ fd: number; spec: OpenSpec; hash: import("node:crypto").Hash | undefined; size: number }} OpenFile */
-
-/**
- * The most bytes given to one `write`. Linux (6.x, with ext4's large folios) gives each write a page-cache folio
- * as large as the write, and large folios come from blocks of free memory that a virtual machine's host may have
- * taken back (free page reporting), where each page costs a fault on the host when first filled. Measured on such
- * a machine, writing 256 MiB right after another program's files were removed took 0.07–0.43 s of system CPU in
- * 64 KiB or 256 KiB writes (1 MiB: up to 0.55 s), and 0.08–0.13 s in 32 KiB writes, run after run.
- */
-const WRITE = 32 * 1024;
 
 const port = parentPort;
 if (!port) throw new Error("file-writer-thread.js runs as a worker thread of a FileWriterPool.");

@@ -5,15 +5,13 @@ import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FileWriterPool } from "../src/file-writers.js";
 import { chunksOf } from "./chunks.js";
 
-const dir = await mkdtemp(join(tmpdir(), "cairn-writers-"));
-const pool = new FileWriterPool({ threads: 2 });
+const root = await mkdtemp(join(tmpdir(), "cairn-writers-"));
 afterAll(async () => {
-  await pool.close();
-  await rm(dir, { recursive: true, force: true });
+  await rm(root, { recursive: true, force: true });
 });
 
 const sha256 = (bytes: Uint8Array) => createHash("sha256").update(bytes).digest("hex");
@@ -27,7 +25,28 @@ async function* failingAfter(bytes: Buffer, error: Error): AsyncGenerator<Uint8A
 const mismatch = (size: number, digest: string | undefined) =>
   new Error(`got ${size} bytes, ${digest?.slice(0, 8)}`);
 
-describe("FileWriterPool", () => {
+// Every case runs twice: with every file on the pool's threads, and with every file whose size is known (given as
+// `check.size`) written on the calling thread.
+describe.each([
+  // A thread stopped by `close` leaves what it wrote (`cairn fs download` removes its temporary files itself).
+  {
+    where: "on its threads",
+    inlineBelow: 0,
+    closedError: /file-writing thread stopped/,
+    closeRemoves: false,
+  },
+  {
+    where: "on the calling thread",
+    inlineBelow: Number.POSITIVE_INFINITY,
+    closedError: /closed/,
+    closeRemoves: true,
+  },
+])("FileWriterPool, files written $where", ({ inlineBelow, closedError, closeRemoves }) => {
+  const pool = new FileWriterPool({ threads: 2, inlineBelow });
+  const dir = join(root, inlineBelow === 0 ? "threads" : "here");
+  beforeAll(() => mkdir(dir));
+  afterAll(() => pool.close());
+
   it("writes a file in order across many batches, and gives its size and digest", async () => {
     const bytes = randomBytes(5 * 1024 * 1024 + 4321);
     const file = join(dir, "big");
@@ -81,7 +100,7 @@ describe("FileWriterPool", () => {
     expect(await readFile(join(dir, "kept"), "utf8")).toBe("kept wholekept whole");
   });
 
-  it("writes many files at once, each whole, small ones on one thread and large ones spread", async () => {
+  it("writes many files at once, each whole", async () => {
     const files = Array.from({ length: 200 }, (_, i) =>
       randomBytes(i % 50 === 0 ? 6 * 1024 * 1024 : 1 + ((i * 7919) % 200_000)),
     );
@@ -148,6 +167,12 @@ describe("FileWriterPool", () => {
       await expect(
         pool.write(target, failingAfter(randomBytes(size), new Error("connection reset")), { temp }),
       ).rejects.toThrow("connection reset");
+      await expect(
+        pool.write(target, failingAfter(randomBytes(size), new Error("connection reset")), {
+          temp,
+          check: { size: size + 1, mismatch },
+        }),
+      ).rejects.toThrow("connection reset");
       expect(existsSync(temp)).toBe(false);
       expect(existsSync(target)).toBe(false);
     }
@@ -155,23 +180,32 @@ describe("FileWriterPool", () => {
 
   it("refuses chunks that are not bytes, before it writes anything", async () => {
     const target = join(dir, "text");
-    const text = (async function* () {
-      yield "not bytes";
-    })() as AsyncIterable<unknown> as AsyncIterable<Uint8Array>;
-    await expect(pool.write(target, text)).rejects.toThrow(/Uint8Array or Buffer chunks, not text/);
+    const text = () =>
+      (async function* () {
+        yield "not bytes";
+      })() as AsyncIterable<unknown> as AsyncIterable<Uint8Array>;
+    await expect(pool.write(target, text())).rejects.toThrow(/Uint8Array or Buffer chunks, not text/);
+    await expect(pool.write(target, text(), { check: { size: 9, mismatch } })).rejects.toThrow(
+      /Uint8Array or Buffer chunks, not text/,
+    );
     expect(existsSync(target)).toBe(false);
   });
 
   it("fails with the file system's own error, code and path, and removes what it wrote", async () => {
     const missing = join(dir, "no-such-folder", "f");
-    const error = await pool.write(missing, chunksOf(Buffer.from("x"), [1])).catch((e: unknown) => e);
+    const error = await pool
+      .write(missing, chunksOf(Buffer.from("x"), [1]), { check: { size: 1, mismatch } })
+      .catch((e: unknown) => e);
     expect(error).toMatchObject({ code: "ENOENT", syscall: "open", path: missing });
     expect((error as Error).message).toContain("no such file or directory");
 
     const existing = join(dir, "existing");
     await writeFile(existing, "old");
     await expect(
-      pool.write(existing, chunksOf(Buffer.from("new"), [1]), { exclusive: true }),
+      pool.write(existing, chunksOf(Buffer.from("new"), [1]), {
+        exclusive: true,
+        check: { size: 3, mismatch },
+      }),
     ).rejects.toMatchObject({
       code: "EEXIST",
     });
@@ -181,8 +215,9 @@ describe("FileWriterPool", () => {
     const folder = join(dir, "a-folder");
     await mkdir(join(folder, "inside"), { recursive: true });
     const temp = join(dir, ".a-folder.partial");
+    const bytes = randomBytes(2 * 1024 * 1024);
     await expect(
-      pool.write(folder, chunksOf(randomBytes(2 * 1024 * 1024), [65536]), { temp }),
+      pool.write(folder, chunksOf(bytes, [65536]), { temp, check: { size: bytes.length, mismatch } }),
     ).rejects.toMatchObject({
       syscall: "rename",
       path: temp,
@@ -195,17 +230,26 @@ describe("FileWriterPool", () => {
     const locked = join(dir, "locked");
     await mkdir(locked);
     await chmod(locked, 0o500);
-    await expect(pool.write(join(locked, "f"), chunksOf(Buffer.from("x"), [1]))).rejects.toMatchObject({
+    await expect(
+      pool.write(join(locked, "f"), chunksOf(Buffer.from("x"), [1]), { check: { size: 1, mismatch } }),
+    ).rejects.toMatchObject({
       code: "EACCES",
     });
   });
 
   it("goes on writing other files after one fails", async () => {
     await mkdir(join(dir, "after"));
+    const big = 2 * 1024 * 1024;
     const results = await Promise.allSettled([
-      pool.write(join(dir, "after", "bad"), failingAfter(randomBytes(2 * 1024 * 1024), new Error("cut"))),
-      pool.write(join(dir, "after", "good"), chunksOf(randomBytes(2 * 1024 * 1024), [65536])),
-      pool.write(join(dir, "nowhere", "x"), chunksOf(Buffer.from("x"), [1])),
+      pool.write(join(dir, "after", "bad"), failingAfter(randomBytes(big), new Error("cut")), {
+        check: { size: big + 1, mismatch },
+      }),
+      pool.write(join(dir, "after", "good"), chunksOf(randomBytes(big), [65536]), {
+        check: { size: big, mismatch },
+      }),
+      pool.write(join(dir, "nowhere", "x"), chunksOf(Buffer.from("x"), [1]), {
+        check: { size: 1, mismatch },
+      }),
       pool.write(join(dir, "after", "good2"), chunksOf(Buffer.from("y"), [1])),
     ]);
     expect(results.map((r) => r.status)).toEqual(["rejected", "fulfilled", "rejected", "fulfilled"]);
@@ -213,7 +257,7 @@ describe("FileWriterPool", () => {
   });
 
   it("fails the writes under way when closed, and refuses new ones", async () => {
-    const closing = new FileWriterPool({ threads: 1 });
+    const closing = new FileWriterPool({ threads: 1, inlineBelow });
     let release: (() => void) | undefined;
     const slow = (async function* () {
       yield randomBytes(2 * 1024 * 1024);
@@ -222,14 +266,64 @@ describe("FileWriterPool", () => {
       });
       yield Buffer.from("end");
     })();
-    const writing = closing.write(join(dir, "closed"), slow);
+    const writing = closing.write(join(dir, "closed"), slow, {
+      check: { size: 2 * 1024 * 1024 + 3, mismatch },
+    });
     while (!release) await new Promise((r) => setTimeout(r, 5));
     await closing.close();
     release();
-    await expect(writing).rejects.toThrow(/file-writing thread stopped/);
+    await expect(writing).rejects.toThrow(closedError);
+    if (closeRemoves) expect(existsSync(join(dir, "closed"))).toBe(false);
     await expect(closing.write(join(dir, "closed2"), chunksOf(Buffer.from("x"), [1]))).rejects.toThrow(
       /closed/,
     );
+  });
+});
+
+describe("FileWriterPool", () => {
+  const dir = join(root, "pool");
+  beforeAll(() => mkdir(dir));
+
+  it("writes small files of known size on the calling thread, and larger ones on threads", async () => {
+    const pool = new FileWriterPool();
+    try {
+      for (const size of [0, 1, 65536, 256 * 1024 - 1]) {
+        const bytes = randomBytes(size);
+        const out = await pool.write(join(dir, `small-${size}`), chunksOf(bytes, [65536]), {
+          algorithm: "sha256",
+          check: { size, digest: sha256(bytes), mismatch },
+        });
+        expect(out).toEqual({ size, digest: sha256(bytes) });
+        expect((await readFile(join(dir, `small-${size}`))).equals(bytes)).toBe(true);
+      }
+      // Neither a file under 256 KiB nor one of unknown size started a thread; one of 256 KiB does.
+      expect(pool.threads).toBe(0);
+      await pool.write(join(dir, "unknown"), chunksOf(randomBytes(10), [10]));
+      expect(pool.threads).toBe(1);
+      const bytes = randomBytes(256 * 1024);
+      await pool.write(join(dir, "larger"), chunksOf(bytes, [65536]), {
+        check: { size: bytes.length, mismatch },
+      });
+      expect((await readFile(join(dir, "larger"))).equals(bytes)).toBe(true);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it("sends every later file to threads once a file written here took too long", async () => {
+    // Any write takes longer than 0 ms: the first small file is written here, and the rest go to a thread.
+    const pool = new FileWriterPool({ inlineSlowMs: 0 });
+    try {
+      const bytes = randomBytes(1000);
+      const check = { size: bytes.length, digest: sha256(bytes), mismatch };
+      await pool.write(join(dir, "slow-1"), chunksOf(bytes, [100]), { algorithm: "sha256", check });
+      expect(pool.threads).toBe(0);
+      await pool.write(join(dir, "slow-2"), chunksOf(bytes, [100]), { algorithm: "sha256", check });
+      expect(pool.threads).toBe(1);
+      expect((await readFile(join(dir, "slow-2"))).equals(bytes)).toBe(true);
+    } finally {
+      await pool.close();
+    }
   });
 
   it("does not keep the process alive once its files are written", () => {
