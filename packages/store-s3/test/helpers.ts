@@ -53,6 +53,8 @@ export interface RecordingProxy {
   corruptNext: number;
   /** Cuts the connection of the next this many PUT requests once 1 MiB of their body has passed. */
   cutNextPut: number;
+  /** The most parts of multipart uploads (`partNumber=`) that were being sent at once. */
+  mostPartsAtOnce: number;
   close(): Promise<void>;
 }
 
@@ -66,14 +68,20 @@ export async function startProxy(target: string): Promise<RecordingProxy> {
     refuseNext: 0,
     corruptNext: 0,
     cutNextPut: 0,
+    mostPartsAtOnce: 0,
     close: async () => {
       agent.destroy();
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
     },
   };
+  let partsAtOnce = 0;
   const server = createServer((req, res) => {
     proxy.requests.push({ method: req.method ?? "", url: req.url ?? "", headers: req.headers });
+    if (req.url?.includes("partNumber=")) {
+      proxy.mostPartsAtOnce = Math.max(proxy.mostPartsAtOnce, ++partsAtOnce);
+      res.on("close", () => partsAtOnce--);
+    }
     const answer = (status: number, code: string, message: string) => {
       req.resume();
       res.writeHead(status, { "content-type": "application/xml" });

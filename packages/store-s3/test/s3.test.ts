@@ -370,6 +370,34 @@ describe("s3 store", () => {
     expect(await store.head("sized")).toBeUndefined();
   });
 
+  it("sends a stream in parts at most partConcurrency at a time, and one that fits in a part as one PUT", async () => {
+    const { proxy, store } = await throughProxy("&partSize=5&partConcurrency=2");
+    const parts = () => proxy.requests.filter((r) => r.method === "PUT" && r.url.includes("partNumber="));
+    const completes = () => proxy.requests.filter((r) => r.method === "POST" && r.url.includes("uploadId="));
+    for (const [key, total, expected] of [
+      ["five", 23 * MiB + 5, 5],
+      ["two", 10 * MiB, 2],
+      ["one", 5 * MiB, 0],
+      ["small", 17, 0],
+      ["empty", 0, 0],
+    ] as const) {
+      const before = { parts: parts().length, completes: completes().length };
+      const hash = createHash("sha256");
+      const info = await store.put(key, generate(total, hash));
+      expect(info.size).toBe(total);
+      expect(parts().length - before.parts, key).toBe(expected);
+      expect(completes().length - before.completes, key).toBe(expected > 0 ? 1 : 0);
+      expect(
+        createHash("sha256")
+          .update(await readAll(store, key))
+          .digest("hex"),
+        key,
+      ).toBe(hash.digest("hex"));
+    }
+    expect(proxy.mostPartsAtOnce).toBeGreaterThanOrEqual(1);
+    expect(proxy.mostPartsAtOnce).toBeLessThanOrEqual(2);
+  });
+
   it("holds at most uploadBuffer of parts across its puts: a multipart upload that does not fit waits, unread", async () => {
     // Each upload needs (1 + 1) × 5 MiB of parts: a 10 MiB budget runs one at a time, small puts beside it.
     const store = await openStore("&partSize=5&partConcurrency=1&uploadBuffer=10");
