@@ -687,15 +687,14 @@ class S3StoreImpl implements S3Store {
     const free: Buffer[] = [];
     let made = 0;
     let sent = 0;
-    const failed = () => serviceFailure !== undefined || counted?.failure !== undefined;
-    /** Waits until fewer than `most` parts are under way, or the upload failed. */
+    /** Waits until fewer than `most` parts are under way, or a part failed. */
     const under = async (most: number) => {
-      while (running.size > 0 && running.size >= most && !failed()) await Promise.race(running);
+      while (running.size > 0 && running.size >= most && !serviceFailure) await Promise.race(running);
     };
     /** A part buffer to fill: a free one, a new one while there are fewer than `concurrency + 1`, else the next freed. */
     const take = async (): Promise<Buffer | undefined> => {
       if (free.length === 0 && made > concurrency) await under(running.size);
-      if (failed()) return undefined;
+      if (serviceFailure) return undefined;
       const reused = free.pop();
       if (reused) return reused;
       made++;
@@ -759,10 +758,8 @@ class S3StoreImpl implements S3Store {
       await send(bytes, buffer);
     };
     try {
-      let total = 0;
       if (!counted) {
         const bytes = body as Uint8Array;
-        total = bytes.length;
         for (let at = 0; at < bytes.length; at += partSize) await ship(bytes.subarray(at, at + partSize));
       } else {
         let buffer: Buffer | undefined;
@@ -781,13 +778,12 @@ class S3StoreImpl implements S3Store {
               filled = 0;
             }
           }
-          if (failed()) break;
+          if (serviceFailure) break;
         }
+        // A failure of the body itself was thrown by its chunks, above.
         if (serviceFailure) throw serviceFailure.error;
-        total = counted.count;
         if (buffer && filled > 0) await ship(buffer.subarray(0, filled), buffer);
       }
-      if (counted?.failure) throw counted.failure.error;
       if (sent === 0) {
         // The whole body fits in one part.
         return await this.#putBytes(key, params, first?.bytes ?? new Uint8Array(0), createOnly);
@@ -805,7 +801,7 @@ class S3StoreImpl implements S3Store {
         }),
       );
       this.#bucketSeen = true;
-      return { key, size: total, etag: etagOf(out.ETag) };
+      return { key, size: counted?.count ?? (body as Uint8Array).length, etag: etagOf(out.ETag) };
     } catch (error) {
       cancel.abort();
       await Promise.allSettled(running);
