@@ -368,6 +368,13 @@ class Exchange {
         ? args[0]
         : { headers: args[2], statusCode: args[5], shouldKeepAlive: args[8] }
     ) as { headers: string[]; statusCode: number; shouldKeepAlive: boolean };
+    if (info.statusCode === 101) {
+      // Nothing here asks to switch protocols: what follows is not HTTP/1.1.
+      this.#broken = new Error("it switches protocols (101) unasked");
+      return;
+    }
+    // An interim answer (100 Continue, 103 Early Hints) has no body; the answer itself follows it.
+    if (info.statusCode >= 100 && info.statusCode < 200) return;
     clearTimeout(this.#timer);
     const headers: Record<string, string> = {};
     const raw = info.headers;

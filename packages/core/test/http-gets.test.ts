@@ -249,6 +249,35 @@ describe("HttpGets", () => {
     await expect(gets.get(length.url, "/")).rejects.toMatchObject({ code: "EPROTO" });
   });
 
+  it("passes over interim answers to the answer that follows them, and refuses a switch of protocols", async () => {
+    const interim = await raw((socket) =>
+      socket.write(
+        "HTTP/1.1 100 Continue\r\n\r\n" +
+          "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n" +
+          'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nETag: "e2"\r\n\r\nhello',
+      ),
+    );
+    closers.push(() => interim.server.close());
+    const fresh = new HttpGets();
+    closers.push(() => fresh.close());
+    const answer = await fresh.get(interim.url, "/");
+    expect(answer.status).toBe(200);
+    expect(answer.headers.etag).toBe('"e2"');
+    expect(answer.headers.link).toBeUndefined();
+    expect((await readAll(answer.body)).toString()).toBe("hello");
+    // The connection was kept, and serves the next request.
+    expect((await readAll((await fresh.get(interim.url, "/")).body)).toString()).toBe("hello");
+    expect(interim.connections.length).toBe(1);
+
+    const upgrade = await raw((socket) =>
+      socket.end(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\x81\x05hello",
+      ),
+    );
+    closers.push(() => upgrade.server.close());
+    await expect(fresh.get(upgrade.url, "/")).rejects.toMatchObject({ code: "EPROTO" });
+  });
+
   it("refuses a path or a header it cannot send as it is", async () => {
     await expect(gets.get(web.url, "/a b")).rejects.toThrow(/path/);
     await expect(gets.get(web.url, "relative")).rejects.toThrow(/path/);
