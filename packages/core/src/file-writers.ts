@@ -161,6 +161,8 @@ export class FileWriterPool {
           finished = reply.done;
           settled = true;
         } else if ("error" in reply) {
+          // After the file was done with (a thread that stops later, a pool closed meanwhile): nothing to fail.
+          if (settled) return;
           failure ??= { error: errorFromThread(reply.error) };
           settled = true;
           // The thread has removed the file and drops its later messages until told the file is over.
@@ -324,11 +326,30 @@ export class FileWriterPool {
     else this.#free.push(slot);
   }
 
-  /** Stops the threads; writes under way fail. */
+  /** Stops the threads; writes under way fail, and the files they were writing are removed. */
   async close(): Promise<void> {
     this.#closed = true;
     const threads = this.#threads.splice(0);
-    await Promise.all(threads.map((t) => t.worker.terminate()));
+    await Promise.all(threads.map((thread) => this.#stop(thread)));
+  }
+
+  /** Fails the files `thread` is writing, waits until it has removed them, and ends it. */
+  async #stop(thread: Thread): Promise<void> {
+    const ids = [...this.#pending].filter(([, p]) => p.thread === thread).map(([id]) => id);
+    if (ids.length > 0 && !thread.stopped) {
+      const left = new Set(ids);
+      const removed = new Promise<void>((resolve) => {
+        thread.worker.on("message", (reply: WriterReply) => {
+          if ("aborted" in reply && left.delete(reply.id) && left.size === 0) resolve();
+        });
+        thread.worker.once("exit", () => resolve());
+      });
+      // A failure makes the write tell its thread to abort the file; the thread removes it and says so.
+      const closed = { message: "This FileWriterPool is closed." };
+      for (const id of ids) this.#pending.get(id)?.onReply({ id, error: closed });
+      await removed;
+    }
+    await thread.worker.terminate();
   }
 
   /**
