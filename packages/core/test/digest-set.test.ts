@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { DigestSet } from "../src/backup/objects.js";
+import { HeldObjects } from "../src/backup/objects.js";
+import { DigestSet } from "../src/digest-set.js";
 
 const digest = (i: number) => createHash("sha256").update(String(i)).digest("hex");
 
@@ -27,5 +28,23 @@ describe("DigestSet", () => {
       expect(set.has(value), value).toBe(reference.has(value));
     }
     expect([...set.values()].sort()).toEqual([...reference].sort());
+  });
+});
+
+describe("HeldObjects", () => {
+  it("holds an object at its size only", () => {
+    const held = new HeldObjects();
+    const sizes = [0, 1, 65_536, 2 ** 32 + 7, Number.MAX_SAFE_INTEGER];
+    for (let i = 0; i < 1000; i++) held.add(digest(i), sizes[i % sizes.length]!);
+    for (let i = 0; i < 1000; i++) {
+      const size = sizes[i % sizes.length]!;
+      expect(held.has(digest(i), size)).toBe(true);
+      expect(held.has(digest(i), size + 1)).toBe(false);
+      expect(held.has(digest(i), size === 0 ? 1 : size - 1)).toBe(false);
+      expect(held.has(digest(i + 1000), size)).toBe(false);
+    }
+    held.add("not-a-digest", 5);
+    expect(held.has("not-a-digest", 5)).toBe(true);
+    expect(held.has("not-a-digest", 6)).toBe(false);
   });
 });

@@ -7,6 +7,7 @@ import { readDump, redactSecrets, writeDump } from "@cairn/manifest";
 import pLimit from "p-limit";
 import type { Cairn } from "../cairn.js";
 import { sha256Hex } from "../codec.js";
+import { DigestSet } from "../digest-set.js";
 import { asCairnError, dumpEngine, ENGINE_DUMP_SCHEMAS, ENGINE_DUMP_SECTIONS } from "../dump.js";
 import { CorruptError, hasCode, PreconditionFailedError } from "../errors.js";
 import { fileStream } from "../files.js";
@@ -29,7 +30,7 @@ import {
   snapshotRecordKey,
   snapshotRefsKey,
 } from "./layout.js";
-import { copyVerified, DigestSet, ensureBackupLocation, where } from "./objects.js";
+import { copyVerified, ensureBackupLocation, HeldObjects, where } from "./objects.js";
 import { listSnapshots, readInventory } from "./snapshots.js";
 
 export interface BackupOptions {
@@ -132,9 +133,9 @@ export async function backupRepository(
     // known from the repository's previous snapshot when there is one (objects are immutable, and prune keeps
     // every object a listed snapshot needs), else from a listing of objects/; objects outside the previous
     // snapshot are looked up one by one before they are copied, so a rerun after an interruption copies nothing
-    // twice either way.
+    // twice either way. An object is held only at its size: a piece a cut upload left is copied again.
     const previous = (await listSnapshots(target, { repository: name, onBad: () => {} })).at(-1);
-    const present = previous ? await inventoryDigests(target, previous, dir) : await DigestSet.list(target);
+    const present = previous ? await inventoryObjects(target, previous, dir) : await HeldObjects.list(target);
     const lookUp = previous !== undefined;
     const inventoried = new DigestSet();
     const progress: BackupProgress = { objects: 0, copied: 0, skipped: 0, copiedBytes: 0 };
@@ -159,12 +160,12 @@ export async function backupRepository(
       await inventory.write({ type: "object", ...object });
       progress.objects++;
       totalBytes += object.size;
-      if (present.has(object.sha256)) {
+      if (present.has(object.sha256, object.size)) {
         progress.skipped++;
         report();
         return;
       }
-      present.add(object.sha256);
+      present.add(object.sha256, object.size);
       const copy = limit(async () => {
         if (lookUp && (await target.head(objectKey(object.sha256)))?.size === object.size) {
           progress.skipped++;
@@ -281,18 +282,18 @@ export async function backupRepository(
   }
 }
 
-/** The digests a snapshot's inventory lists (the file is checked against the snapshot record first). */
-async function inventoryDigests(
+/** The objects a snapshot's inventory lists (the file is checked against the snapshot record first). */
+async function inventoryObjects(
   store: ObjectStore,
   snapshot: SnapshotRecord,
   dir: string,
-): Promise<DigestSet> {
+): Promise<HeldObjects> {
   // Beside the inventory this backup writes, under a name of its own.
   const file = join(dir, "previous-inventory.json.gz");
-  const set = new DigestSet();
-  for await (const object of readInventory(store, snapshot, file)) set.add(object.sha256);
+  const held = new HeldObjects();
+  for await (const object of readInventory(store, snapshot, file)) held.add(object.sha256, object.size);
   await rm(file, { force: true });
-  return set;
+  return held;
 }
 
 /** Uploads a local file and returns its size and SHA-256 as stored. */

@@ -1,5 +1,5 @@
 import type { Transform } from "node:stream";
-import { DigestSet as BaseDigestSet } from "../digest-set.js";
+import { DigestSet } from "../digest-set.js";
 import { CorruptError, hasCode, InvalidArgumentError, NotFoundError, UnsupportedError } from "../errors.js";
 import { digestChecked } from "../files.js";
 import type { ObjectStore } from "../store.js";
@@ -69,17 +69,42 @@ export async function copyVerified(
   await target.put(targetKey, body(), { size: expected.size, reopen: body });
 }
 
-/** {@link BaseDigestSet} that also reads what a backup location holds. */
-export class DigestSet extends BaseDigestSet {
-  /** The digests of every object under `objects/` of a backup location. */
-  static async list(store: ObjectStore): Promise<DigestSet> {
-    const set = new DigestSet();
+/**
+ * The objects a backup location holds, each known by its SHA-256 and its size, in a {@link DigestSet}'s room.
+ * An object whose size is not the one expected is not taken as held: a store that does not keep uploads whole
+ * (s3rver keeps the bytes of a cut PUT; a service may too) leaves a piece behind under the object's name, and a
+ * rerun must copy that object again rather than skip it. A digest is kept with the size folded into its last
+ * 8 bytes (XOR): two pairs share a key only if two SHA-256 digests agree in their first 24 bytes.
+ */
+export class HeldObjects {
+  readonly #set = new DigestSet();
+
+  /** The objects under `objects/` of a backup location, with their listed sizes. */
+  static async list(store: ObjectStore): Promise<HeldObjects> {
+    const held = new HeldObjects();
     for await (const info of store.list(OBJECTS_PREFIX)) {
       const digest = objectDigest(info.key);
-      if (digest) set.add(digest);
+      if (digest) held.add(digest, info.size);
     }
-    return set;
+    return held;
   }
+
+  has(sha256: string, size: number): boolean {
+    return this.#set.has(sized(sha256, size));
+  }
+
+  add(sha256: string, size: number): void {
+    this.#set.add(sized(sha256, size));
+  }
+}
+
+const HEX_DIGEST = /^[0-9a-f]{64}$/;
+
+function sized(sha256: string, size: number): string {
+  if (!HEX_DIGEST.test(sha256)) return `${sha256} ${size}`;
+  const bytes = Buffer.from(sha256, "hex");
+  bytes.writeBigUInt64BE(bytes.readBigUInt64BE(24) ^ BigInt(size), 24);
+  return bytes.toString("hex");
 }
 
 /** Reads `cairn-backup.json`; `undefined` when absent. Refuses a marker that is not cairn's or is newer. */
