@@ -1,4 +1,5 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { rmSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { createRequire } from "node:module";
 import { createServer, Socket } from "node:net";
@@ -127,7 +128,9 @@ async function startProcess(
       await exit;
       clearTimeout(timer);
     }
-    if (dataDir && !options.keepDataDir) await rm(dataDir, { recursive: true, force: true });
+    // One entry at a time: the promise form removes a whole tree at once, and an emulator's folder after a
+    // benchmark (60,000 files) then takes 50–75 MB of this process's memory.
+    if (dataDir && !options.keepDataDir) rmSync(dataDir, { recursive: true, force: true });
   };
   const deadline = Date.now() + (options.timeoutMs ?? 30_000);
   while (!(await canConnect("127.0.0.1", port, 500))) {
