@@ -208,7 +208,8 @@ describe("merge", () => {
     expect((await head("mrg", "main^2")).message).toBe("side work");
   });
 
-  it("stops on a conflict, lists the paths, exits 6 and changes nothing", async () => {
+  // Some 40 runs of the binary, most of them for the two snapshots: over a minute on two busy cores.
+  it("stops on a conflict, lists the paths, exits 6 and changes nothing", { timeout: 180_000 }, async () => {
     await cli.ok(["branch", "create", "cairn://mrg/theirs", "--source", "main"]);
     await put(cli, "mrg", "theirs", "shared.txt", "theirs");
     await put(cli, "mrg", "theirs", "keep.txt", "theirs keep");
