@@ -100,6 +100,7 @@ export class HeldObjects {
 
 const HEX_DIGEST = /^[0-9a-f]{64}$/;
 
+/** An object's key in {@link HeldObjects}: its digest with the size folded in (anything else: both as text). */
 function sized(sha256: string, size: number): string {
   if (!HEX_DIGEST.test(sha256)) return `${sha256} ${size}`;
   const bytes = Buffer.from(sha256, "hex");
