@@ -4,7 +4,7 @@
 import { randomBytes } from "node:crypto";
 
 /** A lower-case SHA-256 in hex: what a {@link DigestSet} keeps as 32 bytes. */
-const HEX_DIGEST = /^[0-9a-f]{64}$/;
+export const HEX_DIGEST = /^[0-9a-f]{64}$/;
 /** Mixed into every slot's hash: values chosen to collide would otherwise make the set crawl. */
 const SEED = randomBytes(4).readUInt32LE(0);
 

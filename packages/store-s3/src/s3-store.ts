@@ -48,7 +48,6 @@ import { checkKey, PROBE_FOLDER, safeStartAfter, showKey } from "./keys.js";
 import { checkEndpoint, formatS3Url } from "./url.js";
 
 const MiB = 1024 * 1024;
-/** The largest object CopyObject copies in one request; larger ones need a multipart copy. */
 /**
  * Keys asked for in a listing's first request, and in each later one (the most S3 returns). A first page this
  * short comes quickly, so work on the first objects listed starts at once; later pages are asked for while the
@@ -58,6 +57,7 @@ const FIRST_PAGE = 100;
 const PAGE = 1000;
 /** The most parts a multipart upload may have. */
 const MAX_PARTS = 10_000;
+/** The largest object CopyObject copies in one request; larger ones need a multipart copy. */
 const MAX_COPY_BYTES = 5 * 1024 * MiB;
 const COPY_ATTEMPTS = 5;
 
@@ -609,11 +609,12 @@ class S3StoreImpl implements S3Store {
   #counted(key: string, body: PutBody, size: number | undefined): CountedBody {
     const url = this.url;
     const mismatch = (n: number, expected: number) => this.#sizeMismatch(key, n, expected);
+    // `read` runs only once its chunks are asked for, when `counted` is there.
     const counted: CountedBody = {
       count: 0,
       failure: undefined,
       abort: new AbortController(),
-      chunks: undefined!,
+      chunks: read(),
     };
     const fail = (error: unknown) => {
       counted.failure = { error };
@@ -652,7 +653,6 @@ class S3StoreImpl implements S3Store {
       // Failing here, before the body ends, keeps the request (or the multipart upload) from completing.
       if (size !== undefined && counted.count !== size) throw fail(mismatch(counted.count, size));
     }
-    counted.chunks = read();
     return counted;
   }
 

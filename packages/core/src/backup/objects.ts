@@ -1,5 +1,5 @@
 import type { Transform } from "node:stream";
-import { DigestSet } from "../digest-set.js";
+import { DigestSet, HEX_DIGEST } from "../digest-set.js";
 import { CorruptError, hasCode, InvalidArgumentError, NotFoundError, UnsupportedError } from "../errors.js";
 import { digestChecked } from "../files.js";
 import type { ObjectStore } from "../store.js";
@@ -97,8 +97,6 @@ export class HeldObjects {
     this.#set.add(sized(sha256, size));
   }
 }
-
-const HEX_DIGEST = /^[0-9a-f]{64}$/;
 
 /** An object's key in {@link HeldObjects}: its digest with the size folded in (anything else: both as text). */
 function sized(sha256: string, size: number): string {
